@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from accounts.models import ApiToken
+from agentbus_site.api_errors import ApplicationError
+
+
+class TokenObtainView(APIView):
+    """Exchange a username and password for a new API token (shown once)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonRateThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=4096, trim_whitespace=False)
+        name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(
+            request, username=data.validated_data["username"], password=data.validated_data["password"]
+        )
+        if user is None:
+            raise ApplicationError(
+                "Unable to log in with the given username and password.",
+                code="invalid_credentials",
+                status_code=status.HTTP_400_BAD_REQUEST,
+            )
+        _, raw = ApiToken.issue(user=user, name=data.validated_data.get("name", ""))
+        return Response({"token": raw}, status=status.HTTP_200_OK)

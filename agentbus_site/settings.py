@@ -1,0 +1,208 @@
+"""agentbus settings: one module, every knob from the environment (see .env.example).
+
+Defaults run the whole product on a laptop: SQLite under var/, Redis on localhost,
+a Chroma server on 127.0.0.1:8100. Production sets DATABASE_URL, REDIS_URL,
+CHROMA_URL, SECRET_KEY and DEBUG=0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from agentbus_site.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("AGENTBUS_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    # Only for DEBUG on a laptop (`make run` sets DEBUG=1); never used in production.
+    SECRET_KEY = "insecure-dev-key-" + "x" * 40
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_rq",
+    "channels",
+    "accounts",
+    "jobs",
+    "memory",
+    "orchestration",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "agentbus_site.urls"
+ASGI_APPLICATION = "agentbus_site.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 600))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from exc
+    if not _db.get("ENGINE"):
+        raise ImproperlyConfigured("DATABASE_URL names an unknown database engine")
+    _db["CONN_HEALTH_CHECKS"] = True
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "agentbus.sqlite3",
+        # Web, orchestrator and workers write concurrently: WAL lets readers go on while
+        # one writes, IMMEDIATE takes the write lock up front so no transaction fails
+        # half-way on an upgrade, and the timeout waits for the lock instead of erroring.
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis, RQ, channels ----------------------------------------------------------------
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+AGENTBUS_QUEUES = env_list("AGENTBUS_QUEUES", ["default"])
+
+# django-rq reads its queues from here (the rqworker command, its admin dashboard).
+# Every queue uses JSON; workers.queue enforces the job class and signature.
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"} for name in AGENTBUS_QUEUES
+}
+RQ = {
+    "WORKER_CLASS": "workers.worker.AgentWorker",
+    "JOB_CLASS": "workers.queue.SignedJob",
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentbus:channels", "capacity": 1000, "expiry": 30},
+    }
+}
+
+CHROMA_URL = env_url("CHROMA_URL", "http://127.0.0.1:8100", schemes=("http", "https"))
+
+# --- auth, REST -------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/app/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.HashedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "agentbus_site.api_errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("THROTTLE_USER_RATE", "6000/min"),
+        "anon": env_rate("THROTTLE_ANON_RATE", "600/min"),
+    },
+}
+
+# --- request limits ---------------------------------------------------------------------
+# A job body is JSON; 1 MiB holds a plan of hundreds of tasks with generous inputs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("AGENTBUS_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+AGENTBUS_MAX_PLAN_TASKS = env_int("AGENTBUS_MAX_PLAN_TASKS", 200, minimum=1)
+AGENTBUS_MAX_REQUIREMENTS_CHARS = env_int("AGENTBUS_MAX_REQUIREMENTS_CHARS", 20_000, minimum=1)
+AGENTBUS_MAX_TASK_ATTEMPTS = env_int("AGENTBUS_MAX_TASK_ATTEMPTS", 20, minimum=1)
+AGENTBUS_MAX_TASK_TIMEOUT = env_int("AGENTBUS_MAX_TASK_TIMEOUT", 24 * 3600, minimum=1)
+
+# --- orchestration and workers ----------------------------------------------------------
+# Modules imported at start-up so their @agent decorators register (besides built-ins).
+AGENTBUS_AGENT_MODULES = env_list("AGENTBUS_AGENT_MODULES", [])
+# Signs every queue message (HMAC-SHA256); defaults to a key derived from SECRET_KEY.
+AGENTBUS_QUEUE_SIGNING_KEY = env_str("AGENTBUS_QUEUE_SIGNING_KEY", "")
+AGENTBUS_TASK_HEARTBEAT_TIMEOUT = env_float("AGENTBUS_TASK_HEARTBEAT_TIMEOUT", 30.0, minimum=1.0)
+AGENTBUS_RETRY_BACKOFF_BASE = env_float("AGENTBUS_RETRY_BACKOFF_BASE", 2.0, minimum=0.0)
+AGENTBUS_RETRY_BACKOFF_MAX = env_float("AGENTBUS_RETRY_BACKOFF_MAX", 300.0, minimum=0.0)
+AGENTBUS_LEADER_LOCK_TTL = env_float("AGENTBUS_LEADER_LOCK_TTL", 5.0, minimum=0.5)
+# How often an idle orchestrator re-reads PostgreSQL for work whose message was lost.
+AGENTBUS_RECONCILE_INTERVAL = env_float("AGENTBUS_RECONCILE_INTERVAL", 1.0, minimum=0.05)
+# A task queued this long without a worker starting it is sent again (lost message).
+AGENTBUS_REQUEUE_AFTER = env_float("AGENTBUS_REQUEUE_AFTER", 60.0, minimum=1.0)
+
+# --- static, media, i18n ----------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- production hardening ---------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"rq.worker": {"level": env_str("RQ_LOG_LEVEL", "WARNING")}},
+}

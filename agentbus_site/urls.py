@@ -1,0 +1,52 @@
+"""URLs. API seed paths work exactly as written, with or without a trailing slash."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+
+from accounts.views import TokenObtainView
+from agentbus_site.health import healthz, readyz
+from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
+
+UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/app/", permanent=False)),
+    re_path(r"^auth/token/?$", TokenObtainView.as_view(), name="auth-token"),
+    re_path(r"^jobs/?$", JobListView.as_view(), name="job-list"),
+    re_path(rf"^jobs/{UUID}/?$", JobDetailView.as_view(), name="job-detail"),
+    re_path(rf"^jobs/{UUID}/results/?$", JobResultsView.as_view(), name="job-results"),
+    re_path(rf"^jobs/{UUID}/cancel/?$", JobCancelView.as_view(), name="job-cancel"),
+    re_path(rf"^jobs/{UUID}/events/?$", JobEventsView.as_view(), name="job-events"),
+    re_path(r"^healthz/?$", healthz, name="healthz"),
+    re_path(r"^readyz/?$", readyz, name="readyz"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+]
+
+_HTML_PREFIXES = ("/app/", "/admin/", "/accounts/")
+
+
+def _json_not_found(request, exception=None):
+    if request.path.startswith(_HTML_PREFIXES):
+        from django.views.defaults import page_not_found
+
+        return page_not_found(request, exception)
+    return JsonResponse({"error": "not_found", "detail": f"No such resource: {request.path}"}, status=404)
+
+
+def _json_server_error(request):
+    return JsonResponse({"error": "server_error", "detail": "Internal server error."}, status=500)
+
+
+def _json_bad_request(request, exception=None):
+    return JsonResponse({"error": "bad_request", "detail": "Bad request."}, status=400)
+
+
+handler404 = _json_not_found
+handler500 = _json_server_error
+handler400 = _json_bad_request

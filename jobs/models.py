@@ -1,0 +1,192 @@
+"""Job, Task and the job's append-only event log.
+
+PostgreSQL is the source of truth: every decision the orchestrator and the workers take
+is a conditional UPDATE on these rows, so a lost Redis message can always be rebuilt
+from here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    SUBMITTED = "submitted"
+    PLANNING = "planning"
+    AWAITING_REVIEW = "awaiting_review"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+JOB_ACTIVE = (JobStatus.SUBMITTED, JobStatus.PLANNING, JobStatus.AWAITING_REVIEW, JobStatus.RUNNING)
+JOB_TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_REVIEW = "awaiting_review"
+    AWAITING_INPUT = "awaiting_input"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+TASK_TERMINAL = (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+
+
+class ReviewMode(models.TextChoices):
+    NONE = "none"
+    BEFORE = "before"
+    AFTER = "after"
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    requirements = models.TextField(blank=True)
+    plan = models.JSONField(null=True, blank=True, help_text="The plan as submitted (or as planned).")
+    review_plan = models.BooleanField(default=False)
+    priority = models.SmallIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.SUBMITTED)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_digest = models.CharField(max_length=64, blank=True)
+    # Sequence number of the newest event; bumped atomically by jobs.events.
+    last_seq = models.PositiveIntegerField(default=0)
+    # The orchestrator has acted on every event up to here. last_seq > advanced_seq on an
+    # active job means something happened that it has not seen (its message may be lost).
+    advanced_seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # GET /jobs: the caller's jobs, newest first, optionally by status.
+            models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+            models.Index(fields=["owner", "status", "-created_at"], name="job_owner_status_created"),
+            # The orchestrator's reconciler scans active jobs only; finished history is
+            # outside this index, so the scan does not grow with the table.
+            models.Index(
+                fields=["created_at"],
+                name="job_active",
+                condition=Q(status__in=JOB_ACTIVE),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="job_owner_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in JOB_TERMINAL
+
+
+class Task(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tasks")
+    key = models.CharField(max_length=100)
+    agent = models.CharField(max_length=100)
+    queue = models.CharField(max_length=100)
+    input = models.JSONField(default=dict, blank=True)
+    # Keys of the tasks in the same job that must succeed before this one runs.
+    depends_on = models.JSONField(default=list, blank=True)
+    review = models.CharField(max_length=10, choices=ReviewMode.choices, default=ReviewMode.NONE)
+    allow_failure = models.BooleanField(default=False)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    timeout = models.PositiveIntegerField(default=300, help_text="Seconds per attempt.")
+    status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    # The attempt now queued or running (1-based); 0 before the first dispatch.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=200, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "key"]
+        indexes = [
+            # Orchestrator: retries whose backoff has run out.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="task_retry_due",
+                condition=Q(status=TaskStatus.PENDING, next_attempt_at__isnull=False),
+            ),
+            # Reconciler: queued tasks whose message may have been lost.
+            models.Index(fields=["queued_at"], name="task_queued", condition=Q(status=TaskStatus.QUEUED)),
+            # Reconciler: running tasks whose worker stopped beating.
+            models.Index(fields=["heartbeat_at"], name="task_running", condition=Q(status=TaskStatus.RUNNING)),
+        ]
+        constraints = [
+            # Also the index for the orchestrator's per-job task load and dependency lookups.
+            models.UniqueConstraint(fields=["job", "key"], name="task_job_key"),
+            models.CheckConstraint(condition=Q(status__in=TaskStatus.values), name="task_status_valid"),
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="task_max_attempts_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.key} of {self.job_id} ({self.status})"
+
+
+class JobEvent(models.Model):
+    """One state change of a job or of one of its tasks; never updated, never deleted."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_index=False)
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=50)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    status = models.CharField(max_length=20, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["job", "seq"]
+        constraints = [
+            # GET /jobs/{id}/events?after=N and websocket replay read by this index.
+            models.UniqueConstraint(fields=["job", "seq"], name="event_job_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type} {self.status}"
+
+    def as_message(self) -> dict:
+        """The shape sent to API clients and websockets."""
+        message = {
+            "seq": self.seq,
+            "type": self.type,
+            "job": str(self.job_id),
+            "at": self.at.isoformat(),
+        }
+        if self.task_id:
+            message["task"] = str(self.task_id)
+        if self.status:
+            message["status"] = self.status
+        message.update(self.data)
+        return message

@@ -1,0 +1,138 @@
+"""Plan validation: the one check every plan passes, submitted by a user or by the planner.
+
+A plan is ``{"tasks": [task, ...]}``, a task
+``{"key", "agent", "input"?, "depends_on"?, "review"?, "max_attempts"?, "timeout"?,
+"allow_failure"?}``. Errors name the offending field as a path into the request body,
+e.g. ``plan.tasks[2].depends_on``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from django.conf import settings
+from rest_framework import serializers
+
+from agentbus_site.api_errors import ApplicationError, flatten_errors
+from jobs.fields import BoundedJSONObjectField, StrictBooleanField, StrictCharField, StrictIntegerField
+from jobs.models import ReviewMode
+from workers.registry import agent_get
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+class PlanTaskSerializer(serializers.Serializer):
+    key = StrictCharField(max_length=100)
+    agent = StrictCharField(max_length=100)
+    input = BoundedJSONObjectField(max_bytes=256 * 1024, required=False, default=dict)
+    depends_on = serializers.ListField(child=StrictCharField(max_length=100), required=False, default=list)
+    review = serializers.ChoiceField(choices=ReviewMode.values, required=False, default=ReviewMode.NONE)
+    max_attempts = StrictIntegerField(required=False, min_value=1)
+    timeout = StrictIntegerField(required=False, min_value=1)
+    allow_failure = StrictBooleanField(required=False, default=False)
+
+    def validate_key(self, value: str) -> str:
+        if not KEY_RE.match(value):
+            raise serializers.ValidationError("must be 1-100 characters of A-Z a-z 0-9 _ . -")
+        return value
+
+    def validate_review(self, value: str) -> str:
+        if value != ReviewMode.NONE:
+            # Review gates arrive with the human-in-the-loop feature; until then a plan
+            # asking for one is refused rather than silently run without review.
+            raise serializers.ValidationError("review gates are not enabled on this server yet")
+        return value
+
+    def validate_max_attempts(self, value: int) -> int:
+        if value > settings.AGENTBUS_MAX_TASK_ATTEMPTS:
+            raise serializers.ValidationError(f"must be at most {settings.AGENTBUS_MAX_TASK_ATTEMPTS}")
+        return value
+
+    def validate_timeout(self, value: int) -> int:
+        if value > settings.AGENTBUS_MAX_TASK_TIMEOUT:
+            raise serializers.ValidationError(f"must be at most {settings.AGENTBUS_MAX_TASK_TIMEOUT} seconds")
+        return value
+
+
+class PlanSerializer(serializers.Serializer):
+    tasks = PlanTaskSerializer(many=True, allow_empty=False)
+
+
+def plan_validate(plan: object, *, prefix: str = "plan") -> list[dict]:
+    """Validate a plan; returns its tasks with defaults filled in, in a topological order.
+
+    Raises ApplicationError (400) whose ``fields`` name every problem found.
+    """
+    if not isinstance(plan, dict):
+        raise _invalid({prefix: ["must be an object with a 'tasks' list"]})
+    tasks_raw = plan.get("tasks")
+    if isinstance(tasks_raw, list) and len(tasks_raw) > settings.AGENTBUS_MAX_PLAN_TASKS:
+        raise _invalid({f"{prefix}.tasks": [f"has {len(tasks_raw)} tasks; at most {settings.AGENTBUS_MAX_PLAN_TASKS}"]})
+    serializer = PlanSerializer(data=plan)
+    if not serializer.is_valid():
+        raise _invalid(flatten_errors(serializer.errors, prefix))
+    tasks = [dict(t) for t in serializer.validated_data["tasks"]]
+
+    errors: dict[str, list[str]] = {}
+    index_of: dict[str, int] = {}
+    for i, task in enumerate(tasks):
+        path = f"{prefix}.tasks[{i}]"
+        if task["key"] in index_of:
+            errors.setdefault(f"{path}.key", []).append(
+                f"duplicate key '{task['key']}' (also tasks[{index_of[task['key']]}])"
+            )
+        else:
+            index_of[task["key"]] = i
+        spec = agent_get(task["agent"])
+        if spec is None:
+            errors.setdefault(f"{path}.agent", []).append(f"unknown agent '{task['agent']}'")
+        else:
+            task.setdefault("max_attempts", spec.max_attempts)
+            task.setdefault("timeout", spec.timeout)
+            task["queue"] = spec.queue
+        if len(set(task["depends_on"])) != len(task["depends_on"]):
+            errors.setdefault(f"{path}.depends_on", []).append("lists a dependency twice")
+    for i, task in enumerate(tasks):
+        for dep in task["depends_on"]:
+            if dep == task["key"]:
+                errors.setdefault(f"{prefix}.tasks[{i}].depends_on", []).append("a task cannot depend on itself")
+            elif dep not in index_of:
+                errors.setdefault(f"{prefix}.tasks[{i}].depends_on", []).append(f"unknown task key '{dep}'")
+    if errors:
+        raise _invalid(errors)
+
+    order = _topological_order(tasks)
+    if order is None:
+        raise _invalid({f"{prefix}.tasks": ["the dependencies form a cycle"]})
+    return [tasks[i] for i in order]
+
+
+def _topological_order(tasks: list[dict]) -> list[int] | None:
+    """Kahn's algorithm; None when there is a cycle.
+
+    1. Count each task's unmet dependencies; queue the tasks with none.
+    2. Take a task from the queue, emit it, and release each task that depends on it.
+    3. If fewer tasks were emitted than exist, the rest lie on a cycle.
+    """
+    index_of = {t["key"]: i for i, t in enumerate(tasks)}
+    waiting = [len(t["depends_on"]) for t in tasks]
+    dependents: list[list[int]] = [[] for _ in tasks]
+    for i, task in enumerate(tasks):
+        for dep in task["depends_on"]:
+            dependents[index_of[dep]].append(i)
+    ready = deque(i for i, n in enumerate(waiting) if n == 0)
+    order: list[int] = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for j in dependents[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    return order if len(order) == len(tasks) else None
+
+
+def _invalid(fields: dict[str, list[str]]) -> ApplicationError:
+    first_path, first_messages = next(iter(fields.items()))
+    return ApplicationError(f"{first_path}: {first_messages[0]}", code="invalid_plan", fields=fields)

@@ -1,0 +1,33 @@
+"""Agents used by the tests (loaded through AGENTBUS_AGENT_MODULES, in every process)."""
+
+from __future__ import annotations
+
+import time
+
+from workers.context import AgentContext
+from workers.registry import NonRetryableError, agent
+
+
+@agent("flaky", max_attempts=3, timeout=30)
+def flaky(ctx: AgentContext) -> dict:
+    """Fails until attempt ``succeed_on`` (default: never)."""
+    succeed_on = ctx.input.get("succeed_on", 10**6)
+    if ctx.attempt < succeed_on:
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
+@agent("broken", max_attempts=1, timeout=30)
+def broken(ctx: AgentContext) -> dict:
+    raise NonRetryableError("this input can never work")
+
+
+@agent("sleepy", timeout=60)
+def sleepy(ctx: AgentContext) -> dict:
+    seconds = float(ctx.input.get("seconds", 1))
+    steps = max(1, int(seconds * 10))
+    for i in range(steps):
+        time.sleep(seconds / steps)
+        if i % 10 == 0:
+            ctx.progress(i / steps, "sleeping")
+    return {"slept": seconds}

@@ -1,0 +1,165 @@
+"""Shared fixtures: users with tokens, and real orchestrator/worker processes.
+
+Processes started here run `manage.py` exactly as the Procfile does, against the test
+database that pytest-django created and the test Redis database. Tests that use them
+must commit their writes (``@pytest.mark.django_db(transaction=True)``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+    """Poll until ``predicate()`` is truthy; returns its value or fails the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def database_url() -> str:
+    """The URL of the database the tests use (pytest-django's test database)."""
+    db = settings.DATABASES["default"]
+    auth = quote(db.get("USER") or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def process_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["DATABASE_URL"] = database_url()
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Processes:
+    """Starts `manage.py` commands as real processes and stops them at the end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, *argv: str, env: dict | None = None, name: str | None = None) -> subprocess.Popen:
+        name = name or argv[0]
+        log = open(self.log_dir / f"{name}-{len(self.running)}.log", "w")
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", *argv],
+            cwd=ROOT,
+            env=process_env(**(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc.log_path = log.name
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.running:
+            self.stop(proc)
+
+    def output(self, proc: subprocess.Popen) -> str:
+        return Path(proc.log_path).read_text()
+
+
+@pytest.fixture(scope="session")
+def redis_flushed(django_db_setup):
+    from agentbus_site.redis_connection import redis_client
+
+    redis_client().flushdb()
+    return redis_client()
+
+
+@pytest.fixture(scope="session")
+def processes(django_db_setup, redis_flushed, tmp_path_factory):
+    procs = Processes(tmp_path_factory.mktemp("process-logs"))
+    yield procs
+    procs.stop_all()
+
+
+def worker_registered(redis, queue: str = "default") -> bool:
+    from rq import Worker
+
+    return any(queue in w.queue_names() for w in Worker.all(connection=redis))
+
+
+@pytest.fixture(scope="session")
+def pipeline(processes, redis_flushed):
+    """A running orchestrator and one worker, shared by the tests of the session."""
+    orchestrator = processes.start("orchestrate", name="orchestrator")
+    worker = processes.start("rqworker", "default", name="worker")
+    from orchestration.leader import leader_identity
+
+    wait_for(leader_identity, timeout=30, message="the orchestrator to lead")
+    wait_for(lambda: worker_registered(redis_flushed), timeout=30, message="the worker to register")
+    return SimpleNamespace(orchestrator=orchestrator, worker=worker, processes=processes)
+
+
+def make_user(username: str, *, staff: bool = False):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username, password="pw-" + username, is_staff=staff)
+
+
+def client_for(user) -> APIClient:
+    from accounts.models import ApiToken
+
+    _, raw = ApiToken.issue(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def alice(db):
+    return client_for(make_user("alice"))
+
+
+@pytest.fixture
+def bob(db):
+    return client_for(make_user("bob"))
+
+
+def job_wait(job_id, *, timeout: float = 30.0, statuses=("succeeded", "failed", "cancelled")):
+    from jobs.models import Job
+
+    def finished():
+        job = Job.objects.get(pk=job_id)
+        return job if job.status in statuses else None
+
+    return wait_for(finished, timeout=timeout, message=f"job {job_id} to reach {statuses}")
+
+
+def plan(*tasks: dict) -> dict:
+    return {"tasks": list(tasks)}

@@ -1,0 +1,26 @@
+"""Settings for the test suite: the real settings, with test defaults in the environment.
+
+Tests run against the machine's real PostgreSQL and Redis (a separate Redis database
+number, flushed at the start of the session). Every default can be overridden from the
+environment, as in production.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/agentbus")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CHROMA_URL", "http://127.0.0.1:8101")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
+os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents")
+# Fast clocks so retries, heartbeats and take-overs happen within a test's patience.
+os.environ.setdefault("AGENTBUS_TASK_HEARTBEAT_TIMEOUT", "3")
+os.environ.setdefault("AGENTBUS_RETRY_BACKOFF_BASE", "0.2")
+os.environ.setdefault("AGENTBUS_RETRY_BACKOFF_MAX", "2")
+os.environ.setdefault("AGENTBUS_LEADER_LOCK_TTL", "2")
+os.environ.setdefault("AGENTBUS_RECONCILE_INTERVAL", "0.5")
+os.environ.setdefault("AGENTBUS_REQUEUE_AFTER", "3")
+
+from agentbus_site.settings import *  # noqa: E402, F403

@@ -1,0 +1,112 @@
+"""Queue messages between the orchestrator and the workers: JSON, signed, one entry point.
+
+Redis may sit on a network others can reach, so a worker trusts nothing it reads there.
+Every message we send names ``workers.tasks.task_run`` with ``(task_id, attempt,
+signature)``; the signature is an HMAC-SHA256 over the entry point and the arguments,
+keyed by AGENTBUS_QUEUE_SIGNING_KEY. ``SignedJob`` refuses to call anything else, so a
+job written straight into Redis naming ``os.system``, or one of ours with a tampered
+argument, runs nothing and is logged. Payloads use RQ's JSON serializer: no pickle is
+ever loaded from Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from agentbus_site.redis_connection import redis_client
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT = "workers.tasks.task_run"
+# Seconds RQ lets a job run past the task's own timeout before its death penalty: our
+# entry point enforces the task timeout itself and needs a moment to record it.
+TIMEOUT_GRACE = 30
+
+
+class ForgedMessage(Exception):
+    """A queue message that is not ours: wrong entry point, arguments or signature."""
+
+
+@lru_cache(maxsize=1)
+def _signing_key() -> bytes:
+    if settings.AGENTBUS_QUEUE_SIGNING_KEY:
+        return settings.AGENTBUS_QUEUE_SIGNING_KEY.encode()
+    return salted_hmac("agentbus.queue", "signing-key", algorithm="sha256").digest()
+
+
+def message_signature(task_id: str, attempt: int) -> str:
+    payload = f"{ENTRY_POINT}|{task_id}|{attempt}".encode()
+    return hmac.new(_signing_key(), payload, hashlib.sha256).hexdigest()
+
+
+class SignedJob(Job):
+    """An RQ job that runs only our entry point, and only with a valid signature."""
+
+    def _execute(self):
+        try:
+            self._verify()
+        except ForgedMessage as exc:
+            logger.error("refused queue message %s: %s", self.id, exc)
+            raise
+        return super()._execute()
+
+    def _verify(self) -> None:
+        if self.func_name != ENTRY_POINT or self.instance is not None:
+            raise ForgedMessage(f"names {self.func_name!r}, not {ENTRY_POINT}")
+        args, kwargs = self.args, self.kwargs
+        if kwargs or len(args) != 3 or not all(isinstance(a, t) for a, t in zip(args, (str, int, str))):
+            raise ForgedMessage("arguments are not (task_id, attempt, signature)")
+        task_id, attempt, signature = args
+        if not hmac.compare_digest(signature, message_signature(task_id, attempt)):
+            raise ForgedMessage("bad signature")
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    task_id: str
+    attempt: int
+    queue: str
+    timeout: int
+
+
+def queue_get(name: str) -> Queue:
+    return Queue(name, connection=redis_client(), serializer=JSONSerializer, job_class=SignedJob)
+
+
+def tasks_enqueue(messages: Iterable[TaskMessage]) -> None:
+    """Send task messages, one Redis round trip per queue.
+
+    The RQ job id is derived from (task, attempt), so sending the same attempt twice
+    (the reconciler re-sending a message it believes lost) queues one job definition;
+    a duplicate delivery is harmless anyway, since claiming an attempt is conditional.
+    """
+    by_queue: dict[str, list[TaskMessage]] = defaultdict(list)
+    for message in messages:
+        by_queue[message.queue].append(message)
+    for name, batch in by_queue.items():
+        queue = queue_get(name)
+        data = [
+            Queue.prepare_data(
+                ENTRY_POINT,
+                args=(m.task_id, m.attempt, message_signature(m.task_id, m.attempt)),
+                timeout=m.timeout + TIMEOUT_GRACE,
+                job_id=f"task-{m.task_id}-{m.attempt}",
+                result_ttl=0,
+                failure_ttl=24 * 3600,
+                description=f"task {m.task_id} attempt {m.attempt}",
+            )
+            for m in batch
+        ]
+        queue.enqueue_many(data)  # one pipeline, executed by RQ
