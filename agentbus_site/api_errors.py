@@ -45,6 +45,8 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
         for key, value in detail.items():
             if key == "non_field_errors":
                 path = prefix or "body"
+            elif isinstance(key, int):  # DRF reports list items as {index: errors}
+                path = f"{prefix}[{key}]"
             else:
                 path = f"{prefix}.{key}" if prefix else str(key)
             for k, v in flatten_errors(value, path).items():
