@@ -190,3 +190,132 @@ class JobEvent(models.Model):
             message["status"] = self.status
         message.update(self.data)
         return message
+
+
+# --- human in the loop: review gates (services in jobs/reviews.py) -----------------------
+
+
+class ReviewKind(models.TextChoices):
+    PLAN = "plan"  # the job's plan, before any task runs
+    BEFORE = "before"  # a task's input, before it runs
+    AFTER = "after"  # a task's output, before its dependents see it
+    QUESTION = "question"  # an agent asked a human mid-task
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending"
+    DECIDED = "decided"
+    # Closed without a human: its deadline passed (the default outcome was applied), or
+    # the job finished or was cancelled while it waited.
+    EXPIRED = "expired"
+
+
+class ReviewDecision(models.TextChoices):
+    APPROVE = "approve"
+    EDIT = "edit"
+    REJECT = "reject"
+    RESPOND = "respond"
+    FAIL = "fail"  # only as a deadline's default outcome: the job fails
+
+
+class ReviewDefault(models.TextChoices):
+    APPROVE = "approve"
+    REJECT = "reject"
+    FAIL = "fail"
+
+
+class Review(models.Model):
+    """A gate waiting for (or decided by) a human. Its history is in ReviewAction and in
+    the job's event log."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="reviews")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, null=True, blank=True, related_name="reviews")
+    kind = models.CharField(max_length=10, choices=ReviewKind.choices)
+    status = models.CharField(max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)
+    # The task attempt whose output (after) or question this review is about.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_reviews"
+    )
+    reviewer_group = models.ForeignKey(
+        "auth.Group", on_delete=models.SET_NULL, null=True, blank=True, related_name="reviews"
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="claimed_reviews"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    default_outcome = models.CharField(max_length=10, choices=ReviewDefault.choices, default=ReviewDefault.REJECT)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    # What the human is asked to look at: the plan, the task's input, its output, or
+    # ``{"question", "options"}``.
+    proposed = models.JSONField(null=True, blank=True)
+    decision = models.CharField(max_length=10, choices=ReviewDecision.choices, blank=True)
+    # The edited plan/input/output, or ``{"answer": ...}`` for a question.
+    decided_value = models.JSONField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="decided_reviews"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # GET /reviews?status=pending and the inbox page: newest pending first.
+            models.Index(fields=["status", "-created_at"], name="review_status_created"),
+            # The orchestrator's deadline step scans pending reviews with a deadline only.
+            models.Index(
+                fields=["deadline"],
+                name="review_pending_deadline",
+                condition=Q(status=ReviewStatus.PENDING, deadline__isnull=False),
+            ),
+            # Gate checks and the agent's context: a task's reviews.
+            models.Index(fields=["task", "kind"], name="review_task_kind"),
+        ]
+        constraints = [
+            # A task waits on at most one gate at a time; a job's plan on at most one.
+            models.UniqueConstraint(
+                fields=["task"], condition=Q(status=ReviewStatus.PENDING), name="review_one_pending_per_task"
+            ),
+            models.UniqueConstraint(
+                fields=["job"],
+                condition=Q(status=ReviewStatus.PENDING, kind=ReviewKind.PLAN),
+                name="review_one_pending_plan_per_job",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=ReviewKind.values), name="review_kind_valid"),
+            models.CheckConstraint(condition=Q(status__in=ReviewStatus.values), name="review_status_valid"),
+            models.CheckConstraint(
+                condition=Q(kind=ReviewKind.PLAN, task__isnull=True) | (~Q(kind=ReviewKind.PLAN) & Q(task__isnull=False)),
+                name="review_task_matches_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} review {self.id} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == ReviewStatus.PENDING
+
+
+class ReviewAction(models.Model):
+    """The audit trail of a review: who did what, when, and what it changed."""
+
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="actions")
+    # Null when the orchestrator acted (a deadline's default outcome, a reminder).
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    action = models.CharField(max_length=20)  # opened, claimed, released, decided, expired, reminded, closed
+    decision = models.CharField(max_length=10, blank=True)
+    comment = models.TextField(blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["review", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.decision}".strip()
