@@ -31,3 +31,9 @@ def sleepy(ctx: AgentContext) -> dict:
         if i % 10 == 0:
             ctx.progress(i / steps, "sleeping")
     return {"slept": seconds}
+
+
+@agent("unserved_echo", queue="unserved", timeout=30)
+def unserved_echo(ctx: AgentContext) -> dict:
+    """Like echo, on a queue no test worker serves, for tests that run tasks in-process."""
+    return {"input": ctx.input, "upstream": ctx.upstream}
