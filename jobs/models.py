@@ -67,6 +67,12 @@ class Job(models.Model):
     # The orchestrator has acted on every event up to here. last_seq > advanced_seq on an
     # active job means something happened that it has not seen (its message may be lost).
     advanced_seq = models.PositiveIntegerField(default=0)
+    # Budget (null: unlimited). A job that would exceed one stops with a clear reason.
+    max_tasks = models.PositiveIntegerField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # LLM tokens spent by the job's tasks (the planner's included), summed atomically.
+    tokens_used = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -125,6 +131,9 @@ class Task(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # LLM tokens spent by this task over all its attempts, and their breakdown.
+    tokens_used = models.PositiveIntegerField(default=0)
+    usage = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -319,3 +328,35 @@ class ReviewAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.decision}".strip()
+
+
+def artifact_path(artifact: Artifact, filename: str) -> str:
+    # The name a user chose is metadata only; the stored path never comes from it.
+    return f"artifacts/{artifact.job_id}/{uuid.uuid4().hex}"
+
+
+class Artifact(models.Model):
+    """A file an agent wrote for its task (``ctx.artifact(...)``), stored through
+    Django's storage API and downloadable by the job's owner."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100, default="application/octet-stream")
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    file = models.FileField(upload_to=artifact_path, max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "name"]
+        constraints = [
+            # One file per name per task: a retry that writes it again replaces it.
+            models.UniqueConstraint(fields=["task", "name"], name="artifact_task_name"),
+        ]
+        # GET /jobs/{id}/results lists a job's artifacts by this index.
+        indexes = [models.Index(fields=["job", "created_at"], name="artifact_job_created")]
+
+    def __str__(self) -> str:
+        return f"artifact {self.name} of {self.task_id}"
