@@ -57,6 +57,8 @@ class Job(models.Model):
     review_plan = models.BooleanField(default=False)
     priority = models.SmallIntegerField(default=0)
     metadata = models.JSONField(default=dict, blank=True)
+    # Store the job's final outputs as memories of its owner when it succeeds (memory/).
+    remember = models.BooleanField(default=False)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.SUBMITTED)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
