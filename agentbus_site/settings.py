@@ -132,6 +132,20 @@ CHANNEL_LAYERS = {
 
 CHROMA_URL = env_url("CHROMA_URL", "http://127.0.0.1:8100", schemes=("http", "https"))
 
+# --- memory (memory/) --------------------------------------------------------------------
+# Embeddings: Chroma's default model in-process unless an OpenAI-compatible endpoint is set.
+AGENTBUS_EMBEDDINGS_URL = env_str("AGENTBUS_EMBEDDINGS_URL", "")
+AGENTBUS_EMBEDDINGS_MODEL = env_str("AGENTBUS_EMBEDDINGS_MODEL", "text-embedding-3-small")
+AGENTBUS_EMBEDDINGS_API_KEY = env_str("AGENTBUS_EMBEDDINGS_API_KEY", "")
+AGENTBUS_EMBEDDINGS_TIMEOUT = env_float("AGENTBUS_EMBEDDINGS_TIMEOUT", 30.0, minimum=0.1)
+# One collection per embedding model: vectors of different models must never mix.
+AGENTBUS_MEMORY_COLLECTION = env_str(
+    "AGENTBUS_MEMORY_COLLECTION",
+    "agentbus-memory-" + ("".join(c if c.isalnum() else "-" for c in AGENTBUS_EMBEDDINGS_MODEL).strip("-") if AGENTBUS_EMBEDDINGS_URL else "minilm-l6-v2"),
+)
+AGENTBUS_MEMORY_MAX_TEXT_CHARS = env_int("AGENTBUS_MEMORY_MAX_TEXT_CHARS", 20_000, minimum=1)
+AGENTBUS_MEMORY_MAX_BATCH = env_int("AGENTBUS_MEMORY_MAX_BATCH", 500, minimum=1)
+
 # --- auth, REST -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

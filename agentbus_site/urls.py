@@ -23,6 +23,8 @@ urlpatterns = [
     re_path(rf"^jobs/{UUID}/events/?$", JobEventsView.as_view(), name="job-events"),
     re_path(r"^healthz/?$", healthz, name="healthz"),
     re_path(r"^readyz/?$", readyz, name="readyz"),
+    # Memory: POST /memory/store, GET /memory/search, /memory/{id}, /app/memory (memory/urls.py).
+    path("", include("memory.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

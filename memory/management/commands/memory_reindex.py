@@ -1,0 +1,38 @@
+"""`python manage.py memory_reindex`: rebuild Chroma's memory index from PostgreSQL.
+
+PostgreSQL holds every memory; Chroma only its vector. Without options the collection
+is dropped and every live memory is embedded and indexed again (after Chroma's data was
+lost, or the embedding model changed). ``--pending`` only repairs: it indexes the rows
+Chroma does not reflect yet (a write that reached PostgreSQL while Chroma was down, an
+edit or a delete) and is cheap enough for a cron job.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from memory.chroma import ChromaUnavailable, chroma_count
+from memory.models import Memory
+from memory.services import memory_index_pending, memory_reindex_all
+
+
+class Command(BaseCommand):
+    help = "Rebuild the Chroma memory index from PostgreSQL (or, with --pending, repair it)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--pending", action="store_true", help="Only index rows Chroma does not reflect yet.")
+
+    def handle(self, *args, **options) -> None:
+        started = time.monotonic()
+        try:
+            indexed = memory_index_pending() if options["pending"] else memory_reindex_all()
+            left = Memory.objects.filter(indexed_at__isnull=True).count()
+            if left:
+                raise CommandError(f"indexed {indexed}, but {left} memories are still not indexed (is Chroma up?)")
+            self.stdout.write(
+                f"indexed {indexed} memories in {time.monotonic() - started:.1f}s; the index holds {chroma_count()}"
+            )
+        except ChromaUnavailable as exc:
+            raise CommandError(f"chroma is unavailable: {exc}") from exc
