@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 
 from accounts.views import TokenObtainView
 from agentbus_site.health import healthz, readyz
+from jobs.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
 from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
 
 UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
@@ -25,6 +26,12 @@ urlpatterns = [
     re_path(r"^readyz/?$", readyz, name="readyz"),
     # Memory: POST /memory/store, GET /memory/search, /memory/{id}, /app/memory (memory/urls.py).
     path("", include("memory.urls")),
+    # The dashboard (server-rendered pages, session login).
+    re_path(r"^app/?$", job_list_page, name="app-jobs"),
+    re_path(r"^app/jobs/new/?$", job_new_page, name="app-job-new"),
+    re_path(rf"^app/jobs/{UUID}/?$", job_detail_page, name="app-job"),
+    re_path(rf"^app/jobs/{UUID}/cancel/?$", job_cancel_page, name="app-job-cancel"),
+    re_path(rf"^app/jobs/{UUID}/retry/?$", job_retry_page, name="app-job-retry"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

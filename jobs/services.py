@@ -109,3 +109,95 @@ def job_cancel(*, job: Job) -> Job:
             + [NewEvent("job.status", status=JobStatus.CANCELLED)],
         )
     return locked
+
+
+# Tasks a retry runs again: those that failed, and those that never ran because of them.
+RETRYABLE_TASK_STATUSES = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED)
+
+
+def job_retry_failed(*, job: Job) -> Job:
+    """Run a failed or cancelled job's unfinished work again, keeping what succeeded.
+
+    Failed, skipped and cancelled tasks go back to pending with a fresh attempt budget
+    (as many attempts as they had before, counted on from the attempt they reached, so
+    attempt numbers stay unique and a late worker of an old attempt is still refused).
+    The job runs again and the orchestrator is woken on commit; it dispatches whatever
+    is ready, exactly as for a new job. Retrying a job that is not finished, or that
+    succeeded, is a 409.
+    """
+    from django.db.models import F
+
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise ApplicationError(
+                f"Only a failed or cancelled job can be retried; this one is {locked.status}.",
+                code="job_not_retryable",
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        retried = list(
+            Task.objects.filter(job=locked, status__in=RETRYABLE_TASK_STATUSES).values_list("id", "key", "status")
+        )
+        if not retried and locked.tasks.exists():
+            raise ApplicationError(
+                "The job has no failed, skipped or cancelled task to retry.",
+                code="nothing_to_retry",
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        Task.objects.filter(id__in=[t[0] for t in retried]).update(
+            status=TaskStatus.PENDING,
+            max_attempts=F("attempt") + F("max_attempts"),
+            error="",
+            output=None,
+            progress=None,
+            progress_message="",
+            worker="",
+            next_attempt_at=None,
+            heartbeat_at=None,
+            queued_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+        # A job cancelled before it was planned has no tasks yet: it starts over as
+        # submitted, and the orchestrator writes its tasks from the plan.
+        locked.status = JobStatus.RUNNING if locked.started_at else JobStatus.SUBMITTED
+        locked.error = ""
+        locked.result = None
+        locked.finished_at = None
+        locked.save(update_fields=["status", "error", "result", "finished_at"])
+        events_append(
+            locked.id,
+            [
+                NewEvent("task.status", task_id=task_id, status=TaskStatus.PENDING, data={"key": key, "retried_from": was})
+                for task_id, key, was in retried
+            ]
+            + [NewEvent("job.status", status=locked.status, data={"retried": len(retried)})],
+        )
+        orchestrator_notify(locked.id)
+    return locked
+
+
+def job_requeue(*, job: Job) -> int:
+    """Send again the messages of a job's queued tasks, and run due retries now.
+
+    For an operator who knows the queue lost messages (Redis flushed, a queue emptied
+    in the RQ dashboard) and does not want to wait for the reconciler. A duplicate is
+    harmless: a worker claims an attempt only while it is still queued. Returns how
+    many tasks were sent or brought forward.
+    """
+    from workers.queue import TaskMessage, tasks_enqueue
+
+    now = timezone.now()
+    with transaction.atomic():
+        queued = list(
+            Task.objects.filter(job=job, status=TaskStatus.QUEUED).only("id", "attempt", "queue", "timeout")
+        )
+        Task.objects.filter(id__in=[t.id for t in queued], status=TaskStatus.QUEUED).update(queued_at=now)
+        waiting = Task.objects.filter(job=job, status=TaskStatus.PENDING, next_attempt_at__gt=now).update(
+            next_attempt_at=now
+        )
+        messages = [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in queued]
+        if messages:
+            transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
+        orchestrator_notify(job.id)
+    return len(queued) + waiting

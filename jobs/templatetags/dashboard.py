@@ -1,0 +1,45 @@
+"""Template filters for the dashboard pages."""
+
+from __future__ import annotations
+
+import json
+
+from django import template
+
+register = template.Library()
+
+PRETTY_LIMIT = 20_000
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """JSON indented for reading; long values are cut (the API returns them whole)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return text if len(text) <= PRETTY_LIMIT else text[:PRETTY_LIMIT] + "\n… (truncated)"
+
+
+@register.filter
+def seconds(value) -> str:
+    """A duration in seconds, short: 0.42s, 12.3s, 4m 05s, 2h 03m."""
+    if value is None:
+        return "—"
+    value = float(value)
+    if value < 10:
+        return f"{value:.2f}s"
+    if value < 60:
+        return f"{value:.1f}s"
+    if value < 3600:
+        return f"{int(value // 60)}m {int(value % 60):02d}s"
+    return f"{int(value // 3600)}h {int(value % 3600 // 60):02d}m"
+
+
+@register.filter
+def duration_between(start, end) -> str:
+    if not start or not end:
+        return "—"
+    return seconds((end - start).total_seconds())
+
+
+@register.filter
+def status_label(value) -> str:
+    return str(value).replace("_", " ")
