@@ -113,16 +113,21 @@ def worker_registered(redis, queue: str = "default") -> bool:
     return any(queue in w.queue_names() for w in Worker.all(connection=redis))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipeline(processes, redis_flushed):
-    """A running orchestrator and one worker, shared by the tests of the session."""
+    """A running orchestrator and one worker, shared by the tests of one module.
+
+    Module scope, so that tests which drive the orchestrator's steps themselves (in
+    other modules) never race a background orchestrator on the same database."""
     orchestrator = processes.start("orchestrate", name="orchestrator")
     worker = processes.start("rqworker", "default", name="worker")
     from orchestration.leader import leader_identity
 
     wait_for(leader_identity, timeout=30, message="the orchestrator to lead")
     wait_for(lambda: worker_registered(redis_flushed), timeout=30, message="the worker to register")
-    return SimpleNamespace(orchestrator=orchestrator, worker=worker, processes=processes)
+    yield SimpleNamespace(orchestrator=orchestrator, worker=worker, processes=processes)
+    processes.stop(worker)
+    processes.stop(orchestrator)
 
 
 def make_user(username: str, *, staff: bool = False):
