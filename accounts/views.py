@@ -4,11 +4,11 @@ from django.contrib.auth import authenticate
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from accounts.models import ApiToken
 from agentbus_site.api_errors import ApplicationError
+from agentbus_site.throttling import AnonRateThrottle
 
 
 class TokenObtainView(APIView):

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_rq",
     "channels",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN)
     "accounts",
     "jobs",
     "memory",
@@ -132,6 +134,10 @@ CHANNEL_LAYERS = {
     }
 }
 
+# A job's websocket compares its last sent event with the log this often (seconds), so an
+# event the channel layer dropped reaches the client even when no later event reveals it.
+AGENTBUS_WS_RESYNC_INTERVAL = env_float("AGENTBUS_WS_RESYNC_INTERVAL", 5.0, minimum=0.1)
+
 CHROMA_URL = env_url("CHROMA_URL", "http://127.0.0.1:8100", schemes=("http", "https"))
 
 # --- memory (memory/) --------------------------------------------------------------------
@@ -156,6 +162,7 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/app/"
 
 REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -171,6 +178,30 @@ REST_FRAMEWORK = {
         "user": env_rate("THROTTLE_USER_RATE", "6000/min"),
         "anon": env_rate("THROTTLE_ANON_RATE", "600/min"),
     },
+}
+
+# OpenAPI at /schema, Swagger UI at /docs (agentbus_site/openapi.py), assets served locally.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "agentbus API",
+    "DESCRIPTION": (
+        "Submit AI-agent jobs, follow them live, review their tasks and read their results.\n\n"
+        "Authenticate with `Authorization: Token <key>` (from `POST /auth/token`) or a browser "
+        "session. Every 4xx answers `{\"error\", \"detail\", \"fields\"?}`; another user's "
+        "object is a 404.\n\n"
+        "Live events: `ws(s)://<host>/ws/jobs/{id}?after=N` streams a job's events (the objects "
+        "of `GET /jobs/{id}/events`), one JSON object per message, resuming after `seq` N; "
+        "`/ws/jobs` streams status changes of the caller's jobs."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "agentbus_site.openapi.paths_as_documented",
+    ],
 }
 
 # --- request limits ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 
 from accounts.views import TokenObtainView
 from agentbus_site.health import healthz, readyz
+from agentbus_site.openapi import DocsView, SchemaView
 from jobs.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
 from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
 
@@ -24,6 +25,8 @@ urlpatterns = [
     re_path(rf"^jobs/{UUID}/events/?$", JobEventsView.as_view(), name="job-events"),
     re_path(r"^healthz/?$", healthz, name="healthz"),
     re_path(r"^readyz/?$", readyz, name="readyz"),
+    re_path(r"^schema/?$", SchemaView.as_view(), name="schema"),
+    re_path(r"^docs/?$", DocsView.as_view(), name="docs"),
     # Memory: POST /memory/store, GET /memory/search, /memory/{id}, /app/memory (memory/urls.py).
     path("", include("memory.urls")),
     # The dashboard (server-rendered pages, session login).

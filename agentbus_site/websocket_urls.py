@@ -1,5 +1,19 @@
-"""Websocket routes (Channels). The live-status consumers hook in here."""
+"""Websocket routes (Channels), with or without a trailing slash like the REST paths.
+
+Every route sits behind ``agentbus_site.ws_auth.TokenAuthMiddleware`` (in asgi.py), so
+a consumer finds the session's or the token's user in ``scope["user"]``.
+"""
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from jobs.consumers import JobEventsConsumer, JobListConsumer
+
+UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
+
+websocket_urlpatterns: list = [
+    re_path(rf"^ws/jobs/{UUID}/?$", JobEventsConsumer.as_asgi(), name="ws-job-events"),
+    re_path(r"^ws/jobs/?$", JobListConsumer.as_asgi(), name="ws-job-list"),
+    # /ws/reviews (the review inbox) comes with the human-in-the-loop work.
+]

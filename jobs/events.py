@@ -32,17 +32,18 @@ class NewEvent:
     data: dict = field(default_factory=dict)
 
 
-def _reserve_seqs(job_id, count: int) -> int:
-    """Reserve ``count`` sequence numbers for a job; returns the last one."""
+def _reserve_seqs(job_id, count: int) -> tuple[int, int]:
+    """Reserve ``count`` sequence numbers for a job; returns the last one and the job's
+    owner id (read by the same statement, for the owner's live job list)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE jobs_job SET last_seq = last_seq + %s WHERE id = %s RETURNING last_seq",
+            "UPDATE jobs_job SET last_seq = last_seq + %s WHERE id = %s RETURNING last_seq, owner_id",
             [count, job_id.hex if connection.vendor == "sqlite" else job_id],
         )
         row = cursor.fetchone()
     if row is None:
         raise LookupError(f"job {job_id} does not exist")
-    return row[0]
+    return row[0], row[1]
 
 
 def events_append(job_id, events: list[NewEvent]) -> list[JobEvent]:
@@ -50,7 +51,7 @@ def events_append(job_id, events: list[NewEvent]) -> list[JobEvent]:
     if not events:
         return []
     with transaction.atomic(savepoint=False):
-        last = _reserve_seqs(job_id, len(events))
+        last, owner_id = _reserve_seqs(job_id, len(events))
         now = timezone.now()
         rows = [
             JobEvent(
@@ -65,7 +66,7 @@ def events_append(job_id, events: list[NewEvent]) -> list[JobEvent]:
             for i, e in enumerate(events)
         ]
         JobEvent.objects.bulk_create(rows)
-        transaction.on_commit(lambda: events_publish(rows), robust=True)
+        transaction.on_commit(lambda: events_publish(rows, owner_id=owner_id), robust=True)
     return rows
 
 
@@ -78,18 +79,44 @@ def job_group(job_id) -> str:
     return f"job-{job_id}"
 
 
-def events_publish(rows: list[JobEvent]) -> None:
-    """Push committed events to live listeners. Never raises: the log already has them."""
+def user_jobs_group(owner_id) -> str:
+    """The Channels group of one user's live job list (``/ws/jobs``)."""
+    return f"jobs-user-{owner_id}"
+
+
+# Staff watch every job's list changes (they see all jobs over REST too).
+STAFF_JOBS_GROUP = "jobs-staff"
+
+# The events that change a row of a job list: the job's status, and its tasks' statuses
+# (from which a list shows progress). Progress ticks and logs stay on the job's socket.
+LIST_EVENT_TYPES = ("job.status", "task.status")
+
+
+def events_publish(rows: list[JobEvent], *, owner_id=None) -> None:
+    """Push committed events to live listeners. Never raises: the log already has them.
+
+    Every event goes to the job's group; status changes also go to the owner's job-list
+    group and the staff one. Delivery is at-most-once: a client notices a gap in ``seq``
+    (or a periodic check does) and reads the missing events from the log.
+    """
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
     if layer is None or not rows:
         return
+    messages = [row.as_message() for row in rows]
+    sends = [(job_group(rows[0].job_id), {"type": "job.events", "events": messages})]
+    listed = [m for m in messages if m["type"] in LIST_EVENT_TYPES]
+    if listed and owner_id is not None:
+        change = {"type": "jobs.changed", "events": listed}
+        sends += [(user_jobs_group(owner_id), change), (STAFF_JOBS_GROUP, change)]
+
+    async def send_all() -> None:  # one event loop (and Redis connection) for all sends
+        for group, message in sends:
+            await layer.group_send(group, message)
+
     try:
-        async_to_sync(layer.group_send)(
-            job_group(rows[0].job_id),
-            {"type": "job.events", "events": [row.as_message() for row in rows]},
-        )
+        async_to_sync(send_all)()
     except Exception:
         logger.exception("publishing %d events failed; clients will catch up from the log", len(rows))

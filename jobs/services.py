@@ -47,6 +47,7 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
 
     try:
         with transaction.atomic():
+            _check_active_jobs_quota(owner)
             job = Job.objects.create(
                 owner=owner,
                 requirements=spec.get("requirements", ""),
@@ -69,6 +70,33 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         existing = Job.objects.get(owner=owner, idempotency_key=idempotency_key)
         return _replay(existing, digest), False
     return job, True
+
+
+def _check_active_jobs_quota(owner) -> None:
+    """Refuse a new job while the owner already has AGENTBUS_MAX_ACTIVE_JOBS_PER_USER
+    unfinished ones (0 = no limit), so one user cannot fill the queues for everyone.
+
+    The owner's row is locked first, so concurrent submissions by the same user are
+    counted one after the other and cannot both slip under the limit.
+    """
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from jobs.models import JOB_ACTIVE
+
+    limit = settings.AGENTBUS_MAX_ACTIVE_JOBS_PER_USER
+    if not limit:
+        return
+    list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
+    # Reads the job_owner_status_created index.
+    active = Job.objects.filter(owner=owner, status__in=JOB_ACTIVE).count()
+    if active >= limit:
+        raise ApplicationError(
+            f"You already have {active} unfinished jobs, the most allowed at once ({limit}); "
+            "submit again when one has finished, or cancel one.",
+            code="too_many_active_jobs",
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        )
 
 
 def _replay(job: Job, digest: str) -> Job:

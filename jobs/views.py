@@ -4,13 +4,27 @@ selector, and serializes the answer."""
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentbus_site.api_errors import ApplicationError
-from jobs.fields import BoundedJSONObjectField, StrictBooleanField, StrictCharField, StrictIntegerField
+from agentbus_site.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error
+from jobs.fields import (
+    BoundedJSONObjectField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+)
 from jobs.models import JobStatus
 from jobs.selectors import job_events, job_get, job_list, job_tasks
 from jobs.services import job_cancel, job_submit
@@ -56,9 +70,85 @@ class JobOutputSerializer(serializers.Serializer):
     last_seq = serializers.IntegerField()
 
 
+class JobDetailOutputSerializer(JobOutputSerializer):
+    """A job with its tasks (GET /jobs/{id}, and the answer to submit and cancel)."""
+
+    tasks = TaskOutputSerializer(many=True)
+
+
+EXAMPLE_JOB_ID = "6f1c2b1e-8a4d-4e55-9d1a-3b2f1c0d9e8f"
+EXAMPLE_JOB = {
+    "id": EXAMPLE_JOB_ID,
+    "owner": "alice",
+    "status": "running",
+    "requirements": "Summarise the report, then translate the summary.",
+    "priority": 0,
+    "review_plan": False,
+    "metadata": {"ticket": "OPS-12"},
+    "error": "",
+    "created_at": "2026-11-24T10:00:00Z",
+    "started_at": "2026-11-24T10:00:01Z",
+    "finished_at": None,
+    "last_seq": 5,
+    "tasks": [
+        {
+            "id": "0b7e6c1a-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+            "key": "summarise",
+            "agent": "echo",
+            "status": "running",
+            "depends_on": [],
+            "attempt": 1,
+            "max_attempts": 3,
+            "timeout": 300,
+            "progress": 0.4,
+            "progress_message": "reading",
+            "error": "",
+            "created_at": "2026-11-24T10:00:01Z",
+            "queued_at": "2026-11-24T10:00:01Z",
+            "started_at": "2026-11-24T10:00:02Z",
+            "finished_at": None,
+            "next_attempt_at": None,
+            "duration": None,
+        }
+    ],
+}
+EXAMPLE_SUBMIT = {
+    "requirements": "Summarise the report, then translate the summary.",
+    "plan": {
+        "tasks": [
+            {"key": "summarise", "agent": "echo", "input": {"text": "..."}},
+            {"key": "translate", "agent": "echo", "depends_on": ["summarise"], "review": "after", "max_attempts": 2},
+        ]
+    },
+    "priority": 0,
+    "metadata": {"ticket": "OPS-12"},
+}
+EXAMPLE_EVENT = {
+    "seq": 4,
+    "type": "task.status",
+    "job": EXAMPLE_JOB_ID,
+    "task": "0b7e6c1a-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+    "status": "running",
+    "at": "2026-11-24T10:00:02Z",
+    "key": "summarise",
+    "attempt": 1,
+    "worker": "worker-1",
+}
+JOB_NOT_FINISHED = error(
+    "The job has not finished (or cannot be cancelled: it already has).",
+    OpenApiExample(
+        "Not finished",
+        value={"error": "job_not_finished", "detail": "The job is running; results are available once it has finished."},
+        response_only=True,
+        status_codes=["409"],
+    ),
+)
+
+
 class JobListView(GenericAPIView):
     """GET: the caller's jobs, newest first (filter ?status=). POST: submit a job."""
 
+    @extend_schema_serializer(component_name="JobSubmit")
     class InputSerializer(serializers.Serializer):
         requirements = StrictCharField(
             required=False, allow_blank=True, default="", max_length=settings.AGENTBUS_MAX_REQUIREMENTS_CHARS
@@ -71,6 +161,35 @@ class JobListView(GenericAPIView):
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=JobStatus.values, required=False)
 
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List the caller's jobs",
+        description="Newest first, paginated (`page`, `page_size`); staff see every user's jobs.",
+        parameters=[
+            FilterSerializer,
+            OpenApiParameter("page", int, description="Page number, from 1."),
+        ],
+        responses={
+            200: inline_serializer(
+                name="JobPage",
+                fields={
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": JobOutputSerializer(many=True),
+                },
+            ),
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+        },
+        examples=[
+            OpenApiExample(
+                "A page of jobs",
+                value={"count": 1, "next": None, "previous": None, "results": [{k: v for k, v in EXAMPLE_JOB.items() if k != "tasks"}]},
+                response_only=True,
+            )
+        ],
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -78,6 +197,32 @@ class JobListView(GenericAPIView):
         page = self.paginate_queryset(jobs)
         return self.get_paginated_response(JobOutputSerializer(page, many=True).data)
 
+    @extend_schema(
+        operation_id="jobs_submit",
+        summary="Submit a job",
+        description=(
+            "Validates the plan against the registered agents and stores the job in one transaction; "
+            "the orchestrator starts it on commit. Send an `Idempotency-Key` to make retries safe: "
+            "the same key and body answer 200 with the first job, the same key with another body 422."
+        ),
+        request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", str, OpenApiParameter.HEADER, description="1 to 255 characters, unique per user."
+            )
+        ],
+        responses={
+            201: OpenApiResponse(JobDetailOutputSerializer, description="Created."),
+            200: OpenApiResponse(JobDetailOutputSerializer, description="An idempotent replay: the job first created."),
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+            422: error("The Idempotency-Key was used with another body."),
+        },
+        examples=[
+            OpenApiExample("A two-step plan", value=EXAMPLE_SUBMIT, request_only=True),
+            OpenApiExample("The new job", value={**EXAMPLE_JOB, "status": "submitted"}, response_only=True, status_codes=["201"]),
+        ],
+    )
     def post(self, request):
         if not isinstance(request.data, dict):
             raise ApplicationError("The body must be a JSON object.", fields={"body": ["must be a JSON object"]})
@@ -92,10 +237,9 @@ class JobListView(GenericAPIView):
         headers = {"Location": f"/jobs/{job.id}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
-        # A job just created has no task rows yet (the orchestrator writes them), so
-        # the reply skips the tasks query; a replay shows the job as it is now.
-        body = _job_detail(job) if not created else {**JobOutputSerializer(job).data, "tasks": []}
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers)
+        return Response(
+            _job_detail(job), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers
+        )
 
 
 def _job_detail(job) -> dict:
@@ -105,6 +249,12 @@ def _job_detail(job) -> dict:
 
 
 class JobDetailView(APIView):
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        summary="A job with its tasks",
+        responses={200: JobDetailOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=[OpenApiExample("A running job", value=EXAMPLE_JOB, response_only=True)],
+    )
     def get(self, request, job_id):
         return Response(_job_detail(job_get(user=request.user, job_id=job_id)))
 
@@ -112,6 +262,62 @@ class JobDetailView(APIView):
 class JobResultsView(APIView):
     """The final result and each task's output; 409 while the job is not finished."""
 
+    @extend_schema(
+        operation_id="jobs_results",
+        summary="A finished job's result and each task's output",
+        responses={
+            200: inline_serializer(
+                name="JobResults",
+                fields={
+                    "job": serializers.UUIDField(),
+                    "status": serializers.CharField(),
+                    "error": serializers.CharField(),
+                    "result": serializers.JSONField(allow_null=True),
+                    "tasks": serializers.DictField(
+                        child=inline_serializer(
+                            name="TaskResult",
+                            fields={
+                                "id": serializers.UUIDField(),
+                                "agent": serializers.CharField(),
+                                "status": serializers.CharField(),
+                                "attempt": serializers.IntegerField(),
+                                "output": serializers.JSONField(allow_null=True),
+                                "error": serializers.CharField(),
+                            },
+                        ),
+                        help_text="By task key.",
+                    ),
+                    "artifacts": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: JOB_NOT_FINISHED,
+        },
+        examples=[
+            OpenApiExample(
+                "Succeeded",
+                value={
+                    "job": EXAMPLE_JOB_ID,
+                    "status": "succeeded",
+                    "error": "",
+                    "result": {"outputs": {"translate": {"text": "..."}}},
+                    "tasks": {
+                        "translate": {
+                            "id": "0b7e6c1a-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+                            "agent": "echo",
+                            "status": "succeeded",
+                            "attempt": 1,
+                            "output": {"text": "..."},
+                            "error": "",
+                        }
+                    },
+                    "artifacts": [],
+                },
+                response_only=True,
+            )
+        ],
+    )
     def get(self, request, job_id):
         job = job_get(user=request.user, job_id=job_id)
         if not job.is_finished:
@@ -137,6 +343,14 @@ class JobResultsView(APIView):
 
 
 class JobCancelView(APIView):
+    @extend_schema(
+        operation_id="jobs_cancel",
+        summary="Cancel a job",
+        description="Unfinished tasks are cancelled; running ones are stopped by their worker within a heartbeat.",
+        request=None,
+        responses={200: JobDetailOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND, 409: JOB_NOT_FINISHED},
+        examples=[OpenApiExample("Cancelled", value={**EXAMPLE_JOB, "status": "cancelled"}, response_only=True)],
+    )
     def post(self, request, job_id):
         job = job_cancel(job=job_get(user=request.user, job_id=job_id))
         return Response(_job_detail(job))
@@ -149,6 +363,35 @@ class JobEventsView(APIView):
         after = serializers.IntegerField(required=False, default=0, min_value=0)
         limit = serializers.IntegerField(required=False, default=1000, min_value=1, max_value=1000)
 
+    @extend_schema(
+        operation_id="jobs_events",
+        summary="A job's event log after a sequence number",
+        description=(
+            "Each event is `{seq, type, job, task?, status?, at, ...data}` with gap-free `seq` per job. "
+            "The websocket `/ws/jobs/{id}?after=N` sends the same objects, then live ones."
+        ),
+        parameters=[FilterSerializer],
+        responses={
+            200: inline_serializer(
+                name="JobEventLog",
+                fields={
+                    "job": serializers.UUIDField(),
+                    "last_seq": serializers.IntegerField(),
+                    "events": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+        },
+        examples=[
+            OpenApiExample(
+                "After seq 3",
+                value={"job": EXAMPLE_JOB_ID, "last_seq": 4, "events": [EXAMPLE_EVENT]},
+                response_only=True,
+            )
+        ],
+    )
     def get(self, request, job_id):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

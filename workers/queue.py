@@ -22,6 +22,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 from rq import Queue
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -62,9 +63,29 @@ class SignedJob(Job):
             raise
         return super()._execute()
 
+    # RQ calls a job's callbacks by the names stored in Redis, before and after
+    # _execute: a forged job could name any importable function there (and a refused
+    # job runs its failure callback). Our messages never carry callbacks.
+    @property
+    def success_callback(self):
+        return None
+
+    @property
+    def failure_callback(self):
+        return None
+
+    @property
+    def stopped_callback(self):
+        return None
+
     def _verify(self) -> None:
-        if self.func_name != ENTRY_POINT or self.instance is not None:
-            raise ForgedMessage(f"names {self.func_name!r}, not {ENTRY_POINT}")
+        try:
+            func_name = self.func_name
+        except DeserializationError:
+            # Not JSON (a pickle, say): RQ's JSON serializer refused it, nothing was loaded.
+            raise ForgedMessage("payload is not a JSON job") from None
+        if func_name != ENTRY_POINT or self.instance is not None:
+            raise ForgedMessage(f"names {func_name!r}, not {ENTRY_POINT}")
         args, kwargs = self.args, self.kwargs
         if kwargs or len(args) != 3 or not all(isinstance(a, t) for a, t in zip(args, (str, int, str))):
             raise ForgedMessage("arguments are not (task_id, attempt, signature)")

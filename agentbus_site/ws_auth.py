@@ -1,0 +1,80 @@
+"""Who is on the other end of a websocket: a program with a token, or a browser session.
+
+Channels' AuthMiddlewareStack resolves the session cookie into ``scope["user"]``; the
+middleware here runs inside it and, when the handshake carries
+``Authorization: Token <key>`` (or ``Bearer``), replaces that user with the token's
+owner, exactly as the REST API does. A header that is present but wrong leaves the
+connection anonymous, so the consumer refuses it rather than falling back to a cookie.
+
+A browser authenticated by its cookie could be steered by another site into opening a
+socket (cross-site websocket hijacking), so a session-authenticated handshake must come
+from an allowed Origin. Token handshakes are not exposed to that: a browser cannot be
+made to send someone's token.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.http.request import validate_host
+
+from accounts.authentication import KEYWORDS, user_for_raw_token
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value
+    return None
+
+
+def _token_from(scope) -> str | None:
+    """The raw key of an ``Authorization`` header, "" if malformed, None if absent."""
+    value = _header(scope, b"authorization")
+    if value is None:
+        return None
+    parts = value.split()
+    if len(parts) != 2 or parts[0].lower() not in KEYWORDS:
+        return ""
+    try:
+        return parts[1].decode()
+    except UnicodeError:
+        return ""
+
+
+def origin_allowed(scope) -> bool:
+    """No Origin (not a browser) or one whose host is in ALLOWED_HOSTS or trusted."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return True
+    try:
+        parsed = urlparse(origin.decode("latin1"))
+    except ValueError:
+        return False
+    if not parsed.hostname:
+        return False
+    if f"{parsed.scheme}://{parsed.netloc}" in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    allowed = ["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG and not settings.ALLOWED_HOSTS else settings.ALLOWED_HOSTS
+    return validate_host(parsed.hostname, allowed)
+
+
+class TokenAuthMiddleware:
+    """Resolve ``Authorization: Token`` into ``scope["user"]``; guard sessions by Origin."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        raw = _token_from(scope)
+        if raw is not None:
+            user = await database_sync_to_async(user_for_raw_token)(raw) if raw else None
+            scope = dict(scope, user=user or AnonymousUser(), auth_method="token")
+        elif not origin_allowed(scope):
+            scope = dict(scope, user=AnonymousUser(), auth_method="refused-origin")
+        else:
+            scope = dict(scope, auth_method="session")
+        return await self.app(scope, receive, send)

@@ -1,0 +1,197 @@
+"""Websocket consumers: a job's event stream and the caller's live job list.
+
+Consumers only forward: events are published by ``jobs.events.events_publish`` after
+commit, and read back from the event log (``jobs.selectors``) when a client catches
+up. Messages are one JSON event per websocket frame, in the shape of
+``JobEvent.as_message()``.
+
+Close codes before the handshake is accepted (the ASGI server answers HTTP 403, the
+socket never opens): 4401 not authenticated, 4404 no such job for this user (another
+user's job included, as the REST API's 404), 4400 a bad ``?after``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http import Http404
+
+from jobs.events import STAFF_JOBS_GROUP, job_group, user_jobs_group
+from jobs.models import JOB_TERMINAL, Job
+from jobs.selectors import job_events, job_get
+
+logger = logging.getLogger(__name__)
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+# Events read from the log per query while catching up.
+REPLAY_BATCH = 500
+
+
+def _db(func):
+    # Reads run on the thread pool, not Channels' single sync thread, so many sockets
+    # catching up at once do not queue behind each other.
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+@_db
+def _job_for(user, job_id) -> Job | None:
+    try:
+        return job_get(user=user, job_id=job_id)
+    except (Http404, ValueError):
+        return None
+
+
+@_db
+def _events_after(job: Job, after: int) -> list[dict]:
+    return [e.as_message() for e in job_events(job=job, after=after, limit=REPLAY_BATCH)]
+
+
+@_db
+def _job_position(job_id) -> tuple[int, str] | None:
+    return Job.objects.filter(pk=job_id).values_list("last_seq", "status").first()
+
+
+def _query_int(scope, name: str, default: int) -> int | None:
+    """A non-negative integer query parameter; None when present but not one."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[-1])
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _authenticated(scope) -> bool:
+    user = scope.get("user")
+    return bool(user is not None and user.is_authenticated)
+
+
+class JobEventsConsumer(AsyncWebsocketConsumer):
+    """``/ws/jobs/{id}?after=N``: the job's events after N, then live, each exactly once.
+
+    1. Join the job's group before reading the log, so an event committed after the
+       read is sure to arrive live (one committed before it may arrive both ways).
+    2. Send the log after N from the database, remembering the last ``seq`` sent.
+    3. Live events at or below that ``seq`` are duplicates and dropped; one that skips
+       ahead means the layer lost or reordered something, so the gap is read from the
+       log first. The layer is at-most-once; the log is the truth.
+    4. A periodic check compares the job's ``last_seq`` with what was sent, so even a
+       lost final event (nothing after it to reveal the gap) reaches the client.
+    One lock orders the sends of the live handler and the periodic check.
+    """
+
+    async def connect(self) -> None:
+        self.watchdog: asyncio.Task | None = None
+        self.group: str | None = None
+        if not _authenticated(self.scope):
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        after = _query_int(self.scope, "after", 0)
+        if after is None:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        job = await _job_for(self.scope["user"], self.scope["url_route"]["kwargs"]["job_id"])
+        if job is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.job = job
+        self.job_id: uuid.UUID = job.id
+        self.last_sent = after
+        self.lock = asyncio.Lock()
+        self.group = job_group(job.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        async with self.lock:
+            await self._send_from_log()
+        self.watchdog = asyncio.create_task(self._resync_periodically())
+
+    async def disconnect(self, code) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def job_events(self, message: dict) -> None:
+        async with self.lock:
+            for event in message["events"]:
+                seq = event["seq"]
+                if seq <= self.last_sent:
+                    continue
+                if seq > self.last_sent + 1:
+                    await self._send_from_log()  # fills the gap, and usually this event too
+                    if seq <= self.last_sent:
+                        continue
+                await self._send(event)
+
+    async def _send_from_log(self) -> None:
+        while True:
+            events = await _events_after(self.job, self.last_sent)
+            for event in events:
+                await self._send(event)
+            if len(events) < REPLAY_BATCH:
+                return
+
+    async def _send(self, event: dict) -> None:
+        await self.send(text_data=json.dumps(event))
+        self.last_sent = event["seq"]
+
+    async def _resync_periodically(self) -> None:
+        interval = settings.AGENTBUS_WS_RESYNC_INTERVAL
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                position = await _job_position(self.job_id)
+                if position is None:  # the job was deleted
+                    await self.close()
+                    return
+                last_seq, status = position
+                if last_seq > self.last_sent:
+                    async with self.lock:
+                        await self._send_from_log()
+                # A finished job rarely changes again: look less often.
+                interval = settings.AGENTBUS_WS_RESYNC_INTERVAL * (6 if status in JOB_TERMINAL else 1)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("resync of job %s for a websocket failed; the socket closes", self.job_id)
+            await self.close()
+
+
+class JobListConsumer(AsyncWebsocketConsumer):
+    """``/ws/jobs``: status changes of the caller's jobs (every job, for staff).
+
+    Each message is a ``job.status`` or ``task.status`` event, carrying its ``job`` and
+    that job's ``seq``. This is a change feed for a list, not a log to resume: a client
+    reads ``GET /jobs`` when it (re)connects and applies the changes that follow, or
+    opens ``/ws/jobs/{id}`` for a job's complete, resumable history.
+    """
+
+    async def connect(self) -> None:
+        self.group: str | None = None
+        if not _authenticated(self.scope):
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        user = self.scope["user"]
+        self.group = STAFF_JOBS_GROUP if user.is_staff else user_jobs_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def jobs_changed(self, message: dict) -> None:
+        for event in message["events"]:
+            await self.send(text_data=json.dumps(event))
