@@ -1,0 +1,276 @@
+"""Pipeline throughput and hand-off latency, against raw RQ measured in the same run.
+
+    python bench/pipeline.py [--jobs 1000] [--chains 200] [--clients 4]
+
+1. Baseline: raw RQ. One SimpleWorker process runs N no-op jobs (JSON serializer)
+   enqueued by a client thread; throughput = N / (first enqueue -> last job finished).
+2. agentbus: web (daphne), orchestrator and one worker run as separate processes, as
+   the Procfile starts them. N single-task echo jobs are submitted over REST by a few
+   client threads; throughput = N / (first submit -> last job succeeded).
+3. Hand-off: chains of two echo tasks (a -> b) run one at a time; the latency is b's
+   start minus a's finish (both timestamps written by the worker), p50 and p95.
+
+Uses PostgreSQL (DATABASE_URL, default the local server's `agentbus_bench` database,
+created and migrated here) and Redis db 14 (BENCH_REDIS_URL), which it flushes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/agentbus_bench")
+os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("SECRET_KEY", "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentbus_site.settings")
+PORT = int(os.environ.get("BENCH_PORT", "8190"))
+
+
+def noop() -> None:
+    """The baseline's job body."""
+
+
+def ensure_database() -> None:
+    import psycopg
+    from django.conf import settings
+
+    name = settings.DATABASES["default"]["NAME"]
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname="postgres", autocommit=True
+    ) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r  {label:<22} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def bench_raw_rq(n: int) -> float:
+    from rq import Queue, Worker
+    from rq.serializers import JSONSerializer
+
+    from agentbus_site.redis_connection import redis_client
+
+    redis = redis_client()
+    redis.flushdb()
+    queue = Queue("bench", connection=redis, serializer=JSONSerializer)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rq.cli", "worker", "bench", "--url", os.environ["REDIS_URL"], "-w",
+         "rq.worker.SimpleWorker", "--serializer", "rq.serializers.JSONSerializer", "-q"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 30
+        while not Worker.all(connection=redis) and time.time() < deadline:
+            time.sleep(0.05)
+        started = time.perf_counter()
+        jobs = [queue.enqueue("bench.pipeline.noop", result_ttl=60) for _ in range(n)]
+        last = jobs[-1]
+        while last.get_status(refresh=True) != "finished":
+            progress("raw RQ", n - len(queue), n)
+            time.sleep(0.01)
+        progress("raw RQ", n, n)
+        return n / (time.perf_counter() - started)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)
+
+
+class Stack:
+    """web, orchestrator and one worker, started like the Procfile does."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.log = open(ROOT / "var" / "bench-pipeline.log", "w")
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        commands = [
+            ["daphne", "-b", "127.0.0.1", "-p", str(PORT), "agentbus_site.asgi:application"],
+            [sys.executable, "manage.py", "orchestrate"],
+            [sys.executable, "manage.py", "rqworker", "default"],
+        ]
+        bin_dir = Path(sys.executable).parent
+        for argv in commands:
+            if argv[0] == "daphne":
+                argv[0] = str(bin_dir / "daphne")
+            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(2)  # the worker and the orchestrator finish starting
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def submit_jobs(token: str, bodies: list[dict], clients: int) -> list[str]:
+    ids: list[str] = [""] * len(bodies)
+    cursor = iter(range(len(bodies)))
+    lock = threading.Lock()
+    done = [0]
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        while True:
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                return
+            conn.request("POST", "/jobs", json.dumps(bodies[i]), headers)
+            response = conn.getresponse()
+            payload = json.loads(response.read())
+            if response.status != 201:
+                raise RuntimeError(f"submit failed: {response.status} {payload}")
+            ids[i] = payload["id"]
+            with lock:
+                done[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return ids
+
+
+def wait_finished(job_ids: list[str], label: str, timeout: float = 600) -> None:
+    from jobs.models import Job
+
+    deadline = time.time() + timeout
+    pending = set(job_ids)
+    total = len(job_ids)
+    while pending and time.time() < deadline:
+        finished = set(
+            str(i) for i in Job.objects.filter(pk__in=list(pending), status__in=["succeeded", "failed"]).values_list("id", flat=True)
+        )
+        pending -= finished
+        progress(label, total - len(pending), total)
+        if pending:
+            time.sleep(0.05)
+    if pending:
+        raise RuntimeError(f"{len(pending)} jobs did not finish")
+
+
+def bench_agentbus(token: str, n: int, clients: int) -> tuple[float, float]:
+    from jobs.models import Job
+
+    bodies = [{"plan": {"tasks": [{"key": "only", "agent": "echo", "input": {"i": i}}]}} for i in range(n)]
+    started = time.perf_counter()
+    submitter = threading.Thread(target=lambda: ids.extend(submit_jobs(token, bodies, clients)))
+    ids: list[str] = []
+    submitter.start()
+    submitter.join()
+    submitted = time.perf_counter() - started
+    wait_finished(ids, "agentbus jobs")
+    elapsed = time.perf_counter() - started
+    failed = Job.objects.filter(pk__in=ids).exclude(status="succeeded").count()
+    if failed:
+        raise RuntimeError(f"{failed} jobs did not succeed")
+    return n / elapsed, n / submitted
+
+
+def bench_handoff(token: str, chains: int) -> list[float]:
+    from jobs.models import Task
+
+    latencies = []
+    body = {"plan": {"tasks": [{"key": "a", "agent": "echo"}, {"key": "b", "agent": "echo", "depends_on": ["a"]}]}}
+    for i in range(chains):
+        (job_id,) = submit_jobs(token, [body], 1)
+        wait_finished([job_id], "", timeout=30)
+        a, b = Task.objects.filter(job_id=job_id).order_by("key")
+        latencies.append((b.started_at - a.finished_at).total_seconds() * 1000)
+        progress("hand-off chains", i + 1, chains)
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    ensure_database()
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from accounts.models import ApiToken
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE jobs_job CASCADE")
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    _, token = ApiToken.issue(user=user, name="bench")
+
+    print(f"agentbus pipeline benchmark: {args.jobs} jobs, {args.clients} REST clients, {os.cpu_count()} cores")
+    rq_rate = bench_raw_rq(args.jobs)
+
+    from agentbus_site.redis_connection import redis_client
+
+    redis_client().flushdb()
+    stack = Stack()
+    stack.start()
+    try:
+        bench_agentbus(token, min(50, args.jobs), args.clients)  # warm-up
+        ours, submit_rate = bench_agentbus(token, args.jobs, args.clients)
+        latencies = bench_handoff(token, args.chains)
+    finally:
+        stack.stop()
+
+    print()
+    print(f"{'raw RQ, no-op jobs, 1 SimpleWorker':<48}{rq_rate:>10.1f} jobs/s")
+    print(f"{'agentbus, echo jobs over REST, 1 worker':<48}{ours:>10.1f} jobs/s")
+    print(f"{'  (REST submissions alone)':<48}{submit_rate:>10.1f} jobs/s")
+    print(f"{'ratio agentbus / raw RQ':<48}{ours / rq_rate:>10.2f} x")
+    print(
+        f"{'hand-off, dependency done -> dependent starts':<48}"
+        f"p50 {percentile(latencies, 50):.1f} ms   p95 {percentile(latencies, 95):.1f} ms   ({len(latencies)} chains)"
+    )
+
+
+if __name__ == "__main__":
+    main()
