@@ -178,6 +178,14 @@ REST_FRAMEWORK = {
         "user": env_rate("THROTTLE_USER_RATE", "6000/min"),
         "anon": env_rate("THROTTLE_ANON_RATE", "600/min"),
     },
+    # Counted atomically in Redis, so the limits hold across web replicas.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "agentbus_site.throttling.UserRateThrottle",
+        "agentbus_site.throttling.AnonRateThrottle",
+    ],
+    # Trusted proxies in front of the web processes that append to X-Forwarded-For; with
+    # 0 the client IP is REMOTE_ADDR, so a client cannot choose its own by that header.
+    "NUM_PROXIES": env_int("AGENTBUS_NUM_PROXIES", 0, minimum=0),
 }
 
 # OpenAPI at /schema, Swagger UI at /docs (agentbus_site/openapi.py), assets served locally.
@@ -211,6 +219,8 @@ AGENTBUS_MAX_PLAN_TASKS = env_int("AGENTBUS_MAX_PLAN_TASKS", 200, minimum=1)
 AGENTBUS_MAX_REQUIREMENTS_CHARS = env_int("AGENTBUS_MAX_REQUIREMENTS_CHARS", 20_000, minimum=1)
 AGENTBUS_MAX_TASK_ATTEMPTS = env_int("AGENTBUS_MAX_TASK_ATTEMPTS", 20, minimum=1)
 AGENTBUS_MAX_TASK_TIMEOUT = env_int("AGENTBUS_MAX_TASK_TIMEOUT", 24 * 3600, minimum=1)
+# Unfinished jobs one user may have at once (0 = no limit); POST /jobs answers 429 beyond.
+AGENTBUS_MAX_ACTIVE_JOBS_PER_USER = env_int("AGENTBUS_MAX_ACTIVE_JOBS_PER_USER", 100, minimum=0)
 
 # --- orchestration and workers ----------------------------------------------------------
 # Modules imported at start-up so their @agent decorators register (besides built-ins).
