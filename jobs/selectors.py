@@ -34,3 +34,20 @@ def job_tasks(*, job: Job) -> QuerySet[Task]:
 
 def job_events(*, job: Job, after: int = 0, limit: int = 1000) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job, seq__gt=after).order_by("seq")[:limit]
+
+
+def job_artifacts(*, job: Job):
+    from jobs.models import Artifact
+
+    return Artifact.objects.filter(job=job).select_related("task").order_by("created_at", "name")
+
+
+def job_artifact_get(*, user, job_id, artifact_id):
+    """An artifact of a job the caller may see; anything else is a 404."""
+    from jobs.models import Artifact
+
+    job = job_get(user=user, job_id=job_id)
+    artifact = Artifact.objects.filter(job=job, pk=artifact_id).first()
+    if artifact is None:
+        raise Http404("No such artifact.")
+    return artifact

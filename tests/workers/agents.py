@@ -1,0 +1,23 @@
+"""Agents used by tests/workers (loaded through AGENTBUS_AGENT_MODULES, in every process)."""
+
+from __future__ import annotations
+
+from workers.context import AgentContext
+from workers.registry import agent
+
+
+@agent("artist", timeout=30, max_attempts=1)
+def artist(ctx: AgentContext) -> dict:
+    """Writes the artifacts its input names: {"files": {name: text}}."""
+    for name, text in ctx.input.get("files", {}).items():
+        ctx.artifact(name, text, "text/plain")
+    ctx.artifact("raw.bin", bytes(range(256)))
+    return {"written": sorted(ctx.input.get("files", {})) + ["raw.bin"]}
+
+
+@agent("spawner", timeout=30, max_attempts=1)
+def spawner(ctx: AgentContext) -> dict:
+    """Adds ``count`` echo tasks to its job, each told its number."""
+    for i in range(ctx.input.get("count", 2)):
+        ctx.spawn({"key": f"child-{i}", "agent": "echo", "input": {"n": i}})
+    return {"spawned": ctx.input.get("count", 2)}

@@ -1,0 +1,58 @@
+"""The agents API: GET /agents lists every registered agent for everyone (kind, queue,
+health, circuit); POST /agents registers an HTTP or LLM agent, staff only."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from workers.selectors import agents_with_health
+from workers.serializers import AgentConfigSerializer
+from workers.services import agent_definition_create
+
+
+class IsStaffOrReadOnly(permissions.BasePermission):
+    message = "Only staff can register agents."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return bool(request.user and request.user.is_staff)
+
+
+AgentOutput = inline_serializer(
+    name="Agent",
+    fields={
+        "name": serializers.CharField(),
+        "kind": serializers.ChoiceField(choices=["python", "http", "llm", "planner"]),
+        "queue": serializers.CharField(),
+        "timeout": serializers.IntegerField(),
+        "max_attempts": serializers.IntegerField(),
+        "retry_backoff": serializers.FloatField(allow_null=True),
+        "concurrency": serializers.IntegerField(allow_null=True),
+        "description": serializers.CharField(),
+        "source": serializers.CharField(),
+        "health": serializers.DictField(),
+        "circuit": serializers.DictField(),
+    },
+)
+
+
+class AgentListView(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
+
+    @extend_schema(operation_id="agents_list", summary="The registered agents, with health and circuit state",
+                   responses={200: inline_serializer(name="AgentList", fields={"agents": AgentOutput})})  # fmt: skip
+    def get(self, request):
+        return Response({"agents": agents_with_health()})
+
+    @extend_schema(operation_id="agents_register", summary="Register an HTTP or LLM agent (staff only)",
+                   request=AgentConfigSerializer, responses={201: AgentOutput})  # fmt: skip
+    def post(self, request):
+        data = AgentConfigSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        definition = agent_definition_create(data=dict(data.validated_data), created_by=request.user)
+        body = next(a for a in agents_with_health() if a["name"] == definition.name)
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": "/agents"})
