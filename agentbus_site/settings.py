@@ -236,6 +236,14 @@ AGENTBUS_RECONCILE_INTERVAL = env_float("AGENTBUS_RECONCILE_INTERVAL", 1.0, mini
 # A task queued this long without a worker starting it is sent again (lost message).
 AGENTBUS_REQUEUE_AFTER = env_float("AGENTBUS_REQUEUE_AFTER", 60.0, minimum=1.0)
 
+# --- human in the loop (jobs/reviews.py) ---------------------------------------------------
+# Deadline (seconds) of a review gate whose plan task names none; 0: no deadline.
+AGENTBUS_REVIEW_DEADLINE = env_int("AGENTBUS_REVIEW_DEADLINE", 0, minimum=0)
+# A "review.reminder" event goes out this long before a gate's deadline (or half-way).
+AGENTBUS_REVIEW_REMIND_BEFORE = env_int("AGENTBUS_REVIEW_REMIND_BEFORE", 3600, minimum=1)
+# Rejections of a task's output that run it again; the next one fails the task.
+AGENTBUS_REVIEW_MAX_REJECTIONS = env_int("AGENTBUS_REVIEW_MAX_REJECTIONS", 3, minimum=0)
+
 # --- static, media, i18n ----------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))

@@ -9,11 +9,12 @@ from __future__ import annotations
 from django.urls import re_path
 
 from jobs.consumers import JobEventsConsumer, JobListConsumer
+from jobs.review_consumers import ReviewInboxConsumer
 
 UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
 
 websocket_urlpatterns: list = [
     re_path(rf"^ws/jobs/{UUID}/?$", JobEventsConsumer.as_asgi(), name="ws-job-events"),
     re_path(r"^ws/jobs/?$", JobListConsumer.as_asgi(), name="ws-job-list"),
-    # /ws/reviews (the review inbox) comes with the human-in-the-loop work.
+    re_path(r"^ws/reviews/?$", ReviewInboxConsumer.as_asgi(), name="ws-reviews"),
 ]

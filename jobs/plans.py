@@ -2,7 +2,7 @@
 
 A plan is ``{"tasks": [task, ...]}``, a task
 ``{"key", "agent", "input"?, "depends_on"?, "review"?, "max_attempts"?, "timeout"?,
-"allow_failure"?}``. Errors name the offending field as a path into the request body,
+"allow_failure"?, "gate"?}`` (``gate``: who decides its reviews, see jobs.reviews). Errors name the offending field as a path into the request body,
 e.g. ``plan.tasks[2].depends_on``.
 """
 
@@ -22,6 +22,31 @@ from workers.registry import agent_get
 KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
+class GateSerializer(serializers.Serializer):
+    """Who decides a task's review gates (and its questions), by when, and what happens
+    if nobody does (see jobs.reviews)."""
+
+    assignee = StrictCharField(max_length=150, required=False)
+    group = StrictCharField(max_length=150, required=False)
+    deadline = StrictIntegerField(required=False, min_value=1, max_value=30 * 24 * 3600)
+    default = serializers.ChoiceField(choices=["approve", "reject", "fail"], required=False)
+    max_rejections = StrictIntegerField(required=False, min_value=0, max_value=20)
+
+    def validate_assignee(self, value: str) -> str:
+        from django.contrib.auth import get_user_model
+
+        if not get_user_model().objects.filter(username=value, is_active=True).exists():
+            raise serializers.ValidationError(f"no active user '{value}'")
+        return value
+
+    def validate_group(self, value: str) -> str:
+        from django.contrib.auth.models import Group
+
+        if not Group.objects.filter(name=value).exists():
+            raise serializers.ValidationError(f"no group '{value}'")
+        return value
+
+
 class PlanTaskSerializer(serializers.Serializer):
     key = StrictCharField(max_length=100)
     agent = StrictCharField(max_length=100)
@@ -31,17 +56,11 @@ class PlanTaskSerializer(serializers.Serializer):
     max_attempts = StrictIntegerField(required=False, min_value=1)
     timeout = StrictIntegerField(required=False, min_value=1)
     allow_failure = StrictBooleanField(required=False, default=False)
+    gate = GateSerializer(required=False)
 
     def validate_key(self, value: str) -> str:
         if not KEY_RE.match(value):
             raise serializers.ValidationError("must be 1-100 characters of A-Z a-z 0-9 _ . -")
-        return value
-
-    def validate_review(self, value: str) -> str:
-        if value != ReviewMode.NONE:
-            # Review gates arrive with the human-in-the-loop feature; until then a plan
-            # asking for one is refused rather than silently run without review.
-            raise serializers.ValidationError("review gates are not enabled on this server yet")
         return value
 
     def validate_max_attempts(self, value: int) -> int:

@@ -136,6 +136,10 @@ def job_cancel(*, job: Job) -> Job:
             [NewEvent("task.status", task_id=t, status=TaskStatus.CANCELLED) for t in open_tasks]
             + [NewEvent("job.status", status=JobStatus.CANCELLED)],
         )
+        # Its gates have nothing left to decide: they leave the reviewers' inboxes.
+        from jobs.reviews import reviews_close_for_job
+
+        reviews_close_for_job(job_id=locked.id, reason="the job was cancelled")
     return locked
 
 

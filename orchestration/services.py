@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from jobs.events import NewEvent, events_append
 from jobs.models import JOB_ACTIVE, JOB_TERMINAL, Job, JobStatus, Task, TaskStatus
+from jobs.reviews import before_gates_hold, plan_gate_hold
 from workers.queue import TaskMessage, tasks_enqueue
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 # The columns job_advance needs; loading whole rows would drag every input and output.
 _TASK_FIELDS = (
     "id", "key", "status", "depends_on", "allow_failure", "attempt", "max_attempts",
-    "queue", "timeout", "next_attempt_at", "error",
+    "queue", "timeout", "next_attempt_at", "error", "review",
 )  # fmt: skip
 
 
@@ -31,12 +32,14 @@ def job_advance(job_id) -> bool:
     """Bring one job forward from what PostgreSQL says about it; True if it changed.
 
     1. Lock the job row; if another orchestrator holds it, leave the job to it.
-    2. A submitted job gets its Task rows written from the plan and starts running.
+    2. A submitted job gets its Task rows written from the plan and starts running;
+       with ``review_plan`` it first waits, ``awaiting_review``, for a human to approve.
     3. Tasks downstream of a task that failed for good are skipped (a task with
        ``allow_failure`` counts as done for its dependents).
     4. Pending tasks whose dependencies all succeeded, and whose retry backoff (if any)
        has passed, are claimed with a conditional UPDATE and sent to their queue on
-       commit: a task is never dispatched twice for the same attempt.
+       commit: a task is never dispatched twice for the same attempt. A task gated
+       ``"review": "before"`` waits, ``awaiting_review``, for its input's approval first.
     5. When no task is left unfinished, the job succeeds (or fails if a task failed
        without ``allow_failure``) with the outputs of its final tasks as the result.
     6. The job is marked as seen up to its newest event, for the reconciler.
@@ -44,7 +47,7 @@ def job_advance(job_id) -> bool:
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(skip_locked=True)
-            .only("id", "status", "plan", "last_seq", "advanced_seq")
+            .only("id", "status", "plan", "review_plan", "last_seq", "advanced_seq")
             .filter(pk=job_id)
             .first()
         )
@@ -56,6 +59,11 @@ def job_advance(job_id) -> bool:
         events: list[NewEvent] = []
         now = timezone.now()
         if job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING):
+            if plan_gate_hold(job=job, events=events):
+                # The plan waits for a human (jobs.reviews): nothing is written or run yet.
+                events_append(job.id, events)
+                Job.objects.filter(pk=job.id).update(advanced_seq=job.last_seq + len(events))
+                return True
             tasks = _job_write_tasks(job, now, events)
         else:
             tasks = list(Task.objects.filter(job_id=job.id).only(*_TASK_FIELDS))
@@ -145,6 +153,8 @@ def _dispatch_ready(tasks: list[Task], by_key: dict, now, events: list[NewEvent]
         and (t.next_attempt_at is None or t.next_attempt_at <= now)
         and all(_is_done_for_dependents(by_key[d]) for d in t.depends_on)
     ]
+    # Tasks gated "before" wait instead for a human to approve their input (jobs.reviews).
+    ready = before_gates_hold(ready, events=events)
     if not ready:
         return []
     claimed = Task.objects.filter(id__in=[t.id for t in ready], status=TaskStatus.PENDING).update(

@@ -14,7 +14,7 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-01234567
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
-os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents")
+os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents,tests.hitl.agents")
 # Fast clocks so retries, heartbeats and take-overs happen within a test's patience.
 os.environ.setdefault("AGENTBUS_TASK_HEARTBEAT_TIMEOUT", "3")
 os.environ.setdefault("AGENTBUS_RETRY_BACKOFF_BASE", "0.2")

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.events import NewEvent, events_append
-from jobs.models import Task, TaskStatus
+from jobs.models import ReviewMode, Task, TaskStatus
 from orchestration.inbox import orchestrator_notify
 
 
@@ -47,6 +47,11 @@ def task_upstream_outputs(*, task: Task) -> dict:
 
 def task_succeed(*, task: Task, output) -> bool:
     """Commit the attempt's output; False if the attempt is no longer the running one."""
+    if task.review == ReviewMode.AFTER:
+        # The output waits for a human before dependents see it (jobs.reviews).
+        from jobs.reviews import task_output_hold
+
+        return task_output_hold(task=task, output=output)
     with transaction.atomic():
         done = Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, attempt=task.attempt).update(
             status=TaskStatus.SUCCEEDED, output=output, finished_at=timezone.now(), progress=1.0

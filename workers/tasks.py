@@ -14,7 +14,8 @@ import traceback
 from django.db import close_old_connections
 from rq import get_current_job
 
-from workers.context import AgentContext
+from jobs.reviews import task_ask_human
+from workers.context import AgentContext, HumanInputRequired
 from workers.registry import NonRetryableError, agent_get
 from workers.services import task_claim, task_fail_attempt, task_succeed, task_upstream_outputs
 from workers.supervision import TaskInterrupted, supervise
@@ -46,6 +47,11 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
             task_fail_attempt(task=task, error=f"timed out after {task.timeout}s", retryable=True)
         else:
             logger.info("task %s attempt %s stopped: %s", task_id, attempt, exc.reason)
+        return
+    except HumanInputRequired as exc:
+        # The attempt ends here without an outcome; it runs again once answered.
+        if not task_ask_human(task=task, question=exc.question, options=exc.options):
+            logger.info("task %s attempt %s asked a question but is no longer running", task_id, attempt)
         return
     except NonRetryableError as exc:
         task_fail_attempt(task=task, error=f"{type(exc).__name__}: {exc}", retryable=False)

@@ -95,7 +95,19 @@ class Command(BaseCommand):
         except RedisError as exc:
             logger.warning("cannot re-send lost messages yet (%s)", exc)
         found |= tasks_fail_silent() > 0
+        found |= self.step_review_deadlines()
         return found
+
+    def step_review_deadlines(self) -> bool:
+        """Remind reviewers of gates whose deadline nears; apply the default outcome of
+        gates whose deadline passed (jobs.reviews)."""
+        from jobs.reviews import reviews_apply_deadlines, reviews_remind
+
+        try:
+            return (reviews_remind() + reviews_apply_deadlines()) > 0
+        except Exception:
+            logger.exception("applying review deadlines failed; retried next pass")
+            return False
 
     def advance(self, job_id) -> bool:
         try:
