@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agentbus_site.channel_sender import group_send_nowait
 from jobs.models import JobEvent
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,7 @@ def events_publish(rows: list[JobEvent], *, owner_id=None) -> None:
     group and the staff one. Delivery is at-most-once: a client notices a gap in ``seq``
     (or a periodic check does) and reads the missing events from the log.
     """
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None or not rows:
+    if not rows:
         return
     messages = [row.as_message() for row in rows]
     sends = [(job_group(rows[0].job_id), {"type": "job.events", "events": messages})]
@@ -111,12 +108,11 @@ def events_publish(rows: list[JobEvent], *, owner_id=None) -> None:
     if listed and owner_id is not None:
         change = {"type": "jobs.changed", "events": listed}
         sends += [(user_jobs_group(owner_id), change), (STAFF_JOBS_GROUP, change)]
-
-    async def send_all() -> None:  # one event loop (and Redis connection) for all sends
-        for group, message in sends:
-            await layer.group_send(group, message)
-
-    try:
-        async_to_sync(send_all)()
-    except Exception:
-        logger.exception("publishing %d events failed; clients will catch up from the log", len(rows))
+    # Queued on this process's one sender loop and sent in order; the committing
+    # request, worker or orchestrator does not wait for Redis (see channel_sender).
+    for group, message in sends:
+        try:
+            group_send_nowait(group, message)
+        except Exception:
+            logger.exception("publishing %d events failed; clients will catch up from the log", len(rows))
+            return
