@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
@@ -57,6 +58,13 @@ def _json_server_error(request):
 
 
 def _json_bad_request(request, exception=None):
+    # Outside DRF (forms, admin, pages) Django turns an oversized body into a 400 through
+    # this handler; say what it is, with the status and shape the API uses for it.
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(
+            {"error": "request_too_large", "detail": "The request body is larger than the server accepts."},
+            status=413,
+        )
     return JsonResponse({"error": "bad_request", "detail": "Bad request."}, status=400)
 
 

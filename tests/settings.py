@@ -14,6 +14,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-01234567
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
+# Production redirects plain HTTP to HTTPS; the test servers speak plain HTTP.
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents,tests.hitl.agents")
 # Fast clocks so retries, heartbeats and take-overs happen within a test's patience.
 os.environ.setdefault("AGENTBUS_TASK_HEARTBEAT_TIMEOUT", "3")

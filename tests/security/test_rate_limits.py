@@ -19,7 +19,14 @@ WEB_PORTS = (8153, 8154)
 THROTTLE_REDIS_PORT = 8155
 
 
-def _call(port: int, path: str, *, token: str | None = None, body: dict | None = None, headers: dict | None = None):
+def _call(
+    port: int,
+    path: str,
+    *,
+    token: str | None = None,
+    body: dict | None = None,
+    headers: dict | None = None,
+):
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
         data=json.dumps(body).encode() if body is not None else None,
@@ -30,7 +37,11 @@ def _call(port: int, path: str, *, token: str | None = None, body: dict | None =
         request.add_header("Authorization", f"Token {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+            return (
+                response.status,
+                dict(response.headers),
+                json.loads(response.read() or b"null"),
+            )
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), json.loads(error.read() or b"null")
 
@@ -41,15 +52,29 @@ def two_web_replicas(processes, tmp_path):
     (their own, so no other test's requests count against these limits)."""
     server = RedisServer(THROTTLE_REDIS_PORT, tmp_path).start()
     env = process_env(
-        REDIS_URL=server.url, THROTTLE_USER_RATE="6/min", THROTTLE_ANON_RATE="4/min", AGENTBUS_NUM_PROXIES="0"
+        REDIS_URL=server.url,
+        THROTTLE_USER_RATE="6/min",
+        THROTTLE_ANON_RATE="4/min",
+        AGENTBUS_NUM_PROXIES="0",
     )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentbus_site.asgi:application"],
-            cwd=ROOT, env=env, stdout=open(tmp_path / f"web-{port}.log", "w"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        for port in WEB_PORTS
-    ]
+    procs = []
+    for port in WEB_PORTS:
+        log = open(tmp_path / f"web-{port}.log", "w")  # noqa: SIM115 (lives as long as the server)
+        argv = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "agentbus_site.asgi:application",
+        ]
+        procs.append(
+            subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        )
     try:
 
         def serving() -> bool:
@@ -91,7 +116,12 @@ def test_the_anonymous_rate_limit_is_per_ip_across_replicas_and_ignores_a_forged
     first, second = two_web_replicas
     bad_login = {"username": "nobody", "password": "wrong"}
     statuses = [
-        _call((first, second)[i % 2], "/auth/token", body=bad_login, headers={"X-Forwarded-For": f"10.0.0.{i}"})[0]
+        _call(
+            (first, second)[i % 2],
+            "/auth/token",
+            body=bad_login,
+            headers={"X-Forwarded-For": f"10.0.0.{i}"},
+        )[0]
         for i in range(6)
     ]
     # Guessing passwords from one address: 4 tries a minute, whatever X-Forwarded-For says.
@@ -99,7 +129,9 @@ def test_the_anonymous_rate_limit_is_per_ip_across_replicas_and_ignores_a_forged
 
 
 @pytest.mark.django_db
-def test_a_window_admits_exactly_the_limit_and_says_when_the_next_slot_frees(redis_flushed):
+def test_a_window_admits_exactly_the_limit_and_says_when_the_next_slot_frees(
+    redis_flushed,
+):
     key = "test:window"
     redis_flushed.delete(f"agentbus:throttle:{key}")
     assert [rate_take(key, limit=3, period=2.0) for _ in range(3)] == [None, None, None]
@@ -108,7 +140,9 @@ def test_a_window_admits_exactly_the_limit_and_says_when_the_next_slot_frees(red
 
 
 @pytest.mark.django_db
-def test_a_user_at_the_active_jobs_quota_gets_a_429_until_a_job_finishes(settings, redis_flushed):
+def test_a_user_at_the_active_jobs_quota_gets_a_429_until_a_job_finishes(
+    settings, redis_flushed
+):
     settings.AGENTBUS_MAX_ACTIVE_JOBS_PER_USER = 2
     erin = client_for(make_user("erin"))
     body = {"plan": {"tasks": [{"key": "a", "agent": "echo"}]}}
