@@ -244,6 +244,25 @@ AGENTBUS_REVIEW_REMIND_BEFORE = env_int("AGENTBUS_REVIEW_REMIND_BEFORE", 3600, m
 # Rejections of a task's output that run it again; the next one fails the task.
 AGENTBUS_REVIEW_MAX_REJECTIONS = env_int("AGENTBUS_REVIEW_MAX_REJECTIONS", 3, minimum=0)
 
+# --- agents (workers.registry) and the planner --------------------------------------------
+# A JSON list of HTTP/LLM agents declared by the operator (see examples/agents.json).
+AGENTBUS_AGENTS_FILE = env_str("AGENTBUS_AGENTS_FILE", "")
+# The default OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp server) of LLM
+# agents and of the planner. Unset: no planner, so POST /jobs needs an explicit plan.
+AGENTBUS_LLM_BASE_URL = (
+    env_url("AGENTBUS_LLM_BASE_URL", "", schemes=("http", "https")) if env_str("AGENTBUS_LLM_BASE_URL").strip() else ""
+)
+AGENTBUS_LLM_MODEL = env_str("AGENTBUS_LLM_MODEL", "gpt-4o-mini")
+AGENTBUS_LLM_API_KEY = env_str("AGENTBUS_LLM_API_KEY", "")
+# The queue the planner's task goes to; the standard worker serves "default".
+AGENTBUS_PLANNER_QUEUE = env_str("AGENTBUS_PLANNER_QUEUE", "default")
+# How many times the planner asks the LLM (the first try plus corrections).
+AGENTBUS_PLANNER_TRIES = env_int("AGENTBUS_PLANNER_TRIES", 3, minimum=1)
+# Largest file one ctx.artifact() call may store.
+AGENTBUS_MAX_ARTIFACT_BYTES = env_int("AGENTBUS_MAX_ARTIFACT_BYTES", 50 * 1024 * 1024, minimum=1)
+# A signed HTTP agent request older than this is refused by the receiver (replay).
+AGENTBUS_HTTP_SIGNATURE_MAX_AGE = env_int("AGENTBUS_HTTP_SIGNATURE_MAX_AGE", 300, minimum=1)
+
 # --- static, media, i18n ----------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))

@@ -12,7 +12,9 @@ from accounts.views import TokenObtainView
 from agentbus_site.health import healthz, readyz
 from agentbus_site.openapi import DocsView, SchemaView
 from jobs.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
+from jobs.artifact_views import ArtifactDownloadView
 from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
+from workers.views import AgentListView
 
 UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
 
@@ -24,6 +26,12 @@ urlpatterns = [
     re_path(rf"^jobs/{UUID}/results/?$", JobResultsView.as_view(), name="job-results"),
     re_path(rf"^jobs/{UUID}/cancel/?$", JobCancelView.as_view(), name="job-cancel"),
     re_path(rf"^jobs/{UUID}/events/?$", JobEventsView.as_view(), name="job-events"),
+    re_path(
+        rf"^jobs/{UUID}/artifacts/(?P<artifact_id>[0-9a-fA-F-]{{32,36}})/?$",
+        ArtifactDownloadView.as_view(),
+        name="job-artifact",
+    ),
+    re_path(r"^agents/?$", AgentListView.as_view(), name="agent-list"),
     re_path(r"^healthz/?$", healthz, name="healthz"),
     re_path(r"^readyz/?$", readyz, name="readyz"),
     re_path(r"^schema/?$", SchemaView.as_view(), name="schema"),

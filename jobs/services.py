@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
 
 from agentbus_site.api_errors import ApplicationError
+from jobs.budgets import budget_fields
 from jobs.events import NewEvent, events_append
 from jobs.models import JOB_TERMINAL, TASK_TERMINAL, Job, JobStatus, Task, TaskStatus
 from jobs.plans import plan_validate
@@ -35,7 +37,7 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
             return _replay(existing, digest), False
 
     plan = spec.get("plan")
-    if plan is None:
+    if plan is None and not settings.AGENTBUS_LLM_BASE_URL:
         # The planner agent (an LLM) turns requirements into a plan; it is not
         # configured in this deployment, so an explicit plan is required.
         raise ApplicationError(
@@ -43,7 +45,15 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
             code="plan_required",
             fields={"plan": ["required when no planner is configured"]},
         )
-    tasks = plan_validate(plan)
+    if plan is None and not spec.get("requirements", "").strip():
+        raise ApplicationError(
+            "Give requirements for the planner to plan from, or a plan.",
+            code="requirements_required",
+            fields={"requirements": ["required when there is no plan"]},
+        )
+    # Without a plan, the orchestrator has the planner agent make one (orchestration.planner).
+    tasks = plan_validate(plan) if plan is not None else None
+    budget = budget_fields(spec.get("budget"), tasks=tasks)
 
     try:
         with transaction.atomic():
@@ -51,15 +61,16 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
             job = Job.objects.create(
                 owner=owner,
                 requirements=spec.get("requirements", ""),
-                plan={"tasks": tasks},
+                plan={"tasks": tasks} if tasks is not None else None,
                 review_plan=spec.get("review_plan", False),
+                **budget,
                 priority=spec.get("priority", 0),
                 metadata=spec.get("metadata") or {},
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )
             (event,) = events_append(
-                job.id, [NewEvent("job.status", status=JobStatus.SUBMITTED, data={"tasks": len(tasks)})]
+                job.id, [NewEvent("job.status", status=JobStatus.SUBMITTED, data={"tasks": len(tasks or ())})]
             )
             job.last_seq = event.seq
             orchestrator_notify(job.id)

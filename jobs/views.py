@@ -26,8 +26,17 @@ from jobs.fields import (
     StrictIntegerField,
 )
 from jobs.models import JobStatus
-from jobs.selectors import job_events, job_get, job_list, job_tasks
+from jobs.artifact_views import ArtifactOutputSerializer
+from jobs.selectors import job_artifacts, job_events, job_get, job_list, job_tasks
 from jobs.services import job_cancel, job_submit
+
+
+class BudgetInputSerializer(serializers.Serializer):
+    """A job's limits (jobs.budgets); each optional, absent means unlimited."""
+
+    max_tasks = StrictIntegerField(required=False, min_value=1, max_value=settings.AGENTBUS_MAX_PLAN_TASKS)
+    max_tokens = StrictIntegerField(required=False, min_value=1, max_value=2_000_000_000)
+    deadline_seconds = StrictIntegerField(required=False, min_value=1, max_value=30 * 24 * 3600)
 
 
 class TaskOutputSerializer(serializers.Serializer):
@@ -47,6 +56,7 @@ class TaskOutputSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     next_attempt_at = serializers.DateTimeField(allow_null=True)
+    tokens_used = serializers.IntegerField()
     duration = serializers.SerializerMethodField()
 
     def get_duration(self, task) -> float | None:
@@ -68,6 +78,10 @@ class JobOutputSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     last_seq = serializers.IntegerField()
+    max_tasks = serializers.IntegerField(allow_null=True)
+    max_tokens = serializers.IntegerField(allow_null=True)
+    deadline_at = serializers.DateTimeField(allow_null=True)
+    tokens_used = serializers.IntegerField()
 
 
 class JobDetailOutputSerializer(JobOutputSerializer):
@@ -157,6 +171,7 @@ class JobListView(GenericAPIView):
         review_plan = StrictBooleanField(required=False, default=False)
         priority = StrictIntegerField(required=False, default=0, min_value=-100, max_value=100)
         metadata = BoundedJSONObjectField(max_bytes=16 * 1024, required=False, default=dict)
+        budget = BudgetInputSerializer(required=False)
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=JobStatus.values, required=False)
@@ -326,7 +341,8 @@ class JobResultsView(APIView):
                 code="job_not_finished",
                 status_code=status.HTTP_409_CONFLICT,
             )
-        tasks = job_tasks(job=job).only("id", "key", "agent", "status", "attempt", "output", "error")
+        tasks = job_tasks(job=job).only("id", "key", "agent", "status", "attempt", "output", "error", "tokens_used", "usage")
+        artifacts = ArtifactOutputSerializer(job_artifacts(job=job), many=True, context={"request": request}).data
         return Response(
             {
                 "job": str(job.id),
@@ -334,10 +350,14 @@ class JobResultsView(APIView):
                 "error": job.error,
                 "result": job.result,
                 "tasks": {
-                    t.key: {"id": str(t.id), "agent": t.agent, "status": t.status, "attempt": t.attempt, "output": t.output, "error": t.error}
+                    t.key: {
+                        "id": str(t.id), "agent": t.agent, "status": t.status, "attempt": t.attempt,
+                        "output": t.output, "error": t.error, "tokens_used": t.tokens_used, "usage": t.usage,
+                    }  # fmt: skip
                     for t in tasks
                 },
-                "artifacts": [],
+                "tokens_used": job.tokens_used,
+                "artifacts": artifacts,
             }
         )
 

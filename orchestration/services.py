@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from jobs.events import NewEvent, events_append
 from jobs.models import JOB_ACTIVE, JOB_TERMINAL, Job, JobStatus, Task, TaskStatus
+from jobs.budgets import BUDGET_FIELDS, job_budget_stop, jobs_over_budget
 from jobs.reviews import before_gates_hold, plan_gate_hold
+from orchestration.planner import PLANNER_AGENT, job_plan_step
 from workers.queue import TaskMessage, tasks_enqueue
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def job_advance(job_id) -> bool:
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(skip_locked=True)
-            .only("id", "status", "plan", "review_plan", "last_seq", "advanced_seq")
+            .only("id", "status", "plan", "review_plan", "last_seq", "advanced_seq", *BUDGET_FIELDS)
             .filter(pk=job_id)
             .first()
         )
@@ -55,10 +57,19 @@ def job_advance(job_id) -> bool:
             return False
         if job.status in JOB_TERMINAL or job.status == JobStatus.AWAITING_REVIEW:
             return _mark_seen(job)
+        if job_budget_stop(job):  # past its deadline or over its token budget (jobs.budgets)
+            return True
 
         events: list[NewEvent] = []
         now = timezone.now()
-        if job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING):
+        # No plan yet: the planner agent's task makes one (orchestration.planner); once
+        # it has, job.plan is set and the job goes on as if submitted with that plan.
+        planning = None
+        if job.plan is None and job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING):
+            planning = job_plan_step(job, now, events)
+        if planning is not None and job.plan is None:
+            tasks = planning
+        elif job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING):
             if plan_gate_hold(job=job, events=events):
                 # The plan waits for a human (jobs.reviews): nothing is written or run yet.
                 events_append(job.id, events)
@@ -181,6 +192,7 @@ def _finish_if_done(job: Job, tasks: list[Task], now, events: list[NewEvent]) ->
     outputs = dict(
         Task.objects.filter(job_id=job.id, status=TaskStatus.SUCCEEDED)
         .exclude(key__in=has_dependents)
+        .exclude(agent=PLANNER_AGENT)  # its output is the plan, not a result
         .values_list("key", "output")
     )
     if failed:
@@ -208,7 +220,7 @@ def jobs_needing_attention(limit: int = 100) -> list:
         .values_list("job_id", flat=True)
         .distinct()[:limit]
     )
-    return list(dict.fromkeys([*stale, *due]))
+    return list(dict.fromkeys([*stale, *due, *jobs_over_budget(limit)]))
 
 
 def tasks_requeue_lost(limit: int = 100) -> int:

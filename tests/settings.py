@@ -16,7 +16,11 @@ os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 # Production redirects plain HTTP to HTTPS; the test servers speak plain HTTP.
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
-os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents,tests.hitl.agents")
+os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents,tests.hitl.agents,tests.workers.agents")
+# The planner and LLM test agents run on their own queues, served by a worker that
+# tests/workers starts with the scripted LLM's URL (the shared worker serves "default").
+os.environ.setdefault("AGENTBUS_QUEUES", "default,planner,llm")
+os.environ.setdefault("AGENTBUS_PLANNER_QUEUE", "planner")
 # Fast clocks so retries, heartbeats and take-overs happen within a test's patience.
 os.environ.setdefault("AGENTBUS_TASK_HEARTBEAT_TIMEOUT", "3")
 os.environ.setdefault("AGENTBUS_RETRY_BACKOFF_BASE", "0.2")

@@ -32,6 +32,9 @@ class AgentContext:
         self.job_id = str(task.job_id)
         self.requirements: str = task.job.requirements
         self.metadata: dict = task.job.metadata
+        self.job = task.job
+        # Follow-up tasks this attempt adds to the job (ctx.spawn), written with its output.
+        self.spawned: list[dict] = []
         # What reviewers said to this task so far: "answer", "feedback", ... (jobs.reviews).
         from jobs.reviews import task_human_context
 
@@ -53,6 +56,90 @@ class AgentContext:
             if asked["question"] == question:
                 return asked["answer"]
         raise HumanInputRequired(question, options)
+
+    def artifact(self, name: str, data: bytes | str, content_type: str | None = None):
+        """Store a file for this task (Django's storage API); listed with a download URL
+        in GET /jobs/{id}/results. Writing the same name again replaces it."""
+        from workers.services import task_artifact_write
+
+        return task_artifact_write(task=self._task, name=name, data=data, content_type=content_type)
+
+    def spawn(self, task: dict) -> None:
+        """Add a follow-up task to the job once this one succeeds: a plan task
+        (``{"key", "agent", "input"?, "depends_on"?, ...}``) that also depends on this
+        one. Bounded by the job's max_tasks; validated like a submitted plan."""
+        self.spawned.append(task)
+
+    def usage_record(self, *, prompt_tokens: int = 0, completion_tokens: int = 0, total_tokens: int = 0) -> int:
+        """Count LLM tokens against this task and the job's budget (workers.llm_agent
+        does it for every call it makes)."""
+        from workers.services import task_usage_record
+
+        return task_usage_record(
+            task=self._task,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total_tokens or prompt_tokens + completion_tokens,
+        )
+
+    def tokens_remaining(self) -> int | None:
+        """LLM tokens the job may still spend; None when it has no token budget."""
+        from workers.services import task_tokens_remaining
+
+        return task_tokens_remaining(task=self._task)
+
+    def llm(self, messages: list[dict], *, max_tokens: int | None = None, agent: str | None = None):
+        """Chat with the configured LLM (or agent ``agent``'s endpoint) from a Python
+        agent, inside that agent's circuit breaker and the job's token budget."""
+        from workers.llm_agent import llm_chat
+        from workers.registry import AgentSpec, agent_get
+
+        spec = agent_get(agent or self._task.agent) or AgentSpec(name=self._task.agent, kind="python")
+        return llm_chat(spec=spec, ctx=self, messages=messages, max_tokens=max_tokens)
+
+    def memory_search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        namespace: str | None = None,
+        filters: dict | None = None,
+        min_score: float | None = None,
+    ) -> list[dict]:
+        """Search the job owner's long-term memory (their own, and shared namespaces
+        granted to them), best first: ``[{"id", "text", "score", "metadata", "namespace"}]``."""
+        from memory.selectors import memory_search
+
+        hits = memory_search(
+            user=self._task.job.owner, query=query, k=k, namespace=namespace, filters=filters, min_score=min_score
+        )
+        return [
+            {
+                "id": str(hit.memory.id),
+                "text": hit.memory.text,
+                "score": hit.score,
+                "metadata": hit.memory.metadata,
+                "namespace": hit.memory.namespace,
+            }
+            for hit in hits
+        ]
+
+    def memory_store(
+        self, text: str, *, namespace: str = "default", metadata: dict | None = None, ttl: int | None = None
+    ) -> str:
+        """Remember ``text`` for the job's owner, with this job and task as provenance in
+        its metadata; returns the memory's id."""
+        from memory.services import memory_store
+
+        provenance = {"source": "agent", "job": self.job_id, "task": self.task_id, "task_key": self.task_key}
+        memory = memory_store(
+            owner=self._task.job.owner,
+            text=text,
+            namespace=namespace,
+            metadata={**(metadata or {}), **provenance},
+            ttl=ttl,
+        )
+        return str(memory.id)
 
     def __repr__(self) -> str:
         return f"<AgentContext {self.task_key} attempt {self.attempt}>"

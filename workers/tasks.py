@@ -12,12 +12,21 @@ import logging
 import traceback
 
 from django.db import close_old_connections
+from pybreaker import CircuitBreakerError
 from rq import get_current_job
 
 from jobs.reviews import task_ask_human
+from workers.breakers import breaker_wait_seconds
 from workers.context import AgentContext, HumanInputRequired
-from workers.registry import NonRetryableError, agent_get
-from workers.services import task_claim, task_fail_attempt, task_succeed, task_upstream_outputs
+from workers.limits import slot_acquire, slot_release
+from workers.registry import AgentSpec, NonRetryableError, agent_get
+from workers.services import (
+    task_claim,
+    task_defer,
+    task_fail_attempt,
+    task_succeed,
+    task_upstream_outputs,
+)
 from workers.supervision import TaskInterrupted, supervise
 
 logger = logging.getLogger(__name__)
@@ -34,14 +43,22 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
         logger.info("task %s attempt %s is no longer queued; message dropped", task_id, attempt)
         return
     spec = agent_get(task.agent)
-    if spec is None or spec.handler is None:
+    if spec is None or (spec.kind in ("python", "planner") and spec.handler is None):
         task_fail_attempt(task=task, error=f"agent '{task.agent}' is not registered in worker {worker}", retryable=True)
+        return
+    # Waiting for an open circuit or a free slot does not spend the attempt.
+    wait = breaker_wait_seconds(spec)
+    if wait > 0:
+        task_defer(task=task, delay=wait, reason=f"circuit of agent '{spec.name}' is open")
+        return
+    if not slot_acquire(spec, task_id=task_id, hold_seconds=task.timeout):
+        task_defer(task=task, delay=1.0, reason=f"agent '{spec.name}' runs its limit of {spec.concurrency} tasks")
         return
 
     ctx = AgentContext(task=task, upstream=task_upstream_outputs(task=task))
     try:
         with supervise(task_id=task.id, attempt=attempt, timeout=task.timeout):
-            output = spec.handler(ctx)
+            output = agent_call(spec, ctx)
     except TaskInterrupted as exc:
         if exc.reason == "timeout":
             task_fail_attempt(task=task, error=f"timed out after {task.timeout}s", retryable=True)
@@ -56,6 +73,10 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
     except NonRetryableError as exc:
         task_fail_attempt(task=task, error=f"{type(exc).__name__}: {exc}", retryable=False)
         return
+    except CircuitBreakerError:
+        # Another worker opened the circuit while this one was getting ready.
+        task_defer(task=task, delay=breaker_wait_seconds(spec), reason=f"circuit of agent '{spec.name}' is open")
+        return
     except Exception as exc:  # an agent's failure is data, not a worker crash
         task_fail_attempt(task=task, error=_describe(exc), retryable=True)
         return
@@ -64,7 +85,26 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
     except (TypeError, ValueError) as exc:
         task_fail_attempt(task=task, error=f"the agent's output is not JSON: {exc}", retryable=False)
         return
-    task_succeed(task=task, output=output)
+    try:
+        task_succeed(task=task, output=output, spawn=ctx.spawned)
+    except NonRetryableError as exc:  # an invalid spawn, or one over the job's budget
+        task_fail_attempt(task=task, error=str(exc), retryable=False)
+
+
+def agent_call(spec: AgentSpec, ctx: AgentContext):
+    """Run the agent by its kind, then free its concurrency slot."""
+    try:
+        if spec.kind == "http":
+            from workers.http_agent import http_agent_run
+
+            return http_agent_run(spec, ctx)
+        if spec.kind == "llm":
+            from workers.llm_agent import llm_agent_run
+
+            return llm_agent_run(spec, ctx)
+        return spec.handler(ctx)
+    finally:
+        slot_release(spec, task_id=ctx.task_id)
 
 
 def _describe(exc: Exception) -> str:

@@ -34,13 +34,13 @@ def serve():
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llm_worker(pipeline, processes, redis_flushed):
-    worker = processes.start(
-        "rqworker", "planner", "llm", name="llm-worker", env={"AGENTBUS_LLM_BASE_URL": LLM_URL, "AGENTBUS_LLM_MODEL": "scripted-model"}
-    )
+    env = {"AGENTBUS_LLM_BASE_URL": LLM_URL, "AGENTBUS_LLM_MODEL": "scripted-model"}
+    worker = processes.start("rqworker", "planner", "llm", name="llm-worker", env=env)
     wait_for(lambda: worker_registered(redis_flushed, "llm"), timeout=30, message="the LLM worker to register")
-    return worker
+    yield worker
+    processes.stop(worker)
 
 
 @pytest.fixture
