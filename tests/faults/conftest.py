@@ -26,10 +26,11 @@ LAB_REDIS_PORT = 8150
 
 
 class Lab:
-    def __init__(self, processes, server: RedisServer) -> None:
+    def __init__(self, processes, server: RedisServer, url: str | None = None) -> None:
         self.processes = processes
         self.server = server
-        self.redis = redis_lib.Redis.from_url(server.url)
+        self.url = url or server.url
+        self.redis = redis_lib.Redis.from_url(self.url)
         self.started: list[subprocess.Popen] = []
 
     def env(self, **extra: str) -> dict:
@@ -38,7 +39,7 @@ class Lab:
             [*settings.AGENTBUS_QUEUES, tests.faults.agents.FAULTS_QUEUE]
         )
         return {
-            "REDIS_URL": self.server.url,
+            "REDIS_URL": self.url,
             "AGENTBUS_AGENT_MODULES": ",".join(dict.fromkeys(modules)),
             "AGENTBUS_QUEUES": ",".join(queues),
             **extra,

@@ -18,21 +18,29 @@ from tests.conftest import wait_for
 class RedisServer:
     """A throw-away redis-server with no persistence: a restart comes back empty."""
 
-    def __init__(self, port: int, workdir: Path, *extra: str) -> None:
+    def __init__(
+        self, port: int, workdir: Path, *extra: str, tls_ca: Path | None = None
+    ) -> None:
         self.port = port
         self.workdir = workdir
         self.extra = extra
+        self.tls_ca = tls_ca  # serve TLS only (the extra args name the certificate), trusting this CA
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
+        if self.tls_ca:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={self.tls_ca}"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def url_for(self, username: str, password: str) -> str:
+        return self.url.replace("://", f"://{username}:{password}@", 1)
 
     def start(self) -> RedisServer:
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            ["redis-server", *(["--port", "0", "--tls-port"] if self.tls_ca else ["--port"]), str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), *self.extra],
             stdout=open(self.workdir / f"redis-{self.port}.log", "a"),  # noqa: SIM115 (lives as long as the server)
             stderr=subprocess.STDOUT,
@@ -42,7 +50,7 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            return redis_lib.Redis(port=self.port, socket_timeout=0.5).ping()
+            return redis_lib.Redis.from_url(self.url, socket_timeout=0.5).ping()
         except redis_lib.exceptions.ConnectionError:
             return False
         except redis_lib.exceptions.ResponseError:  # up, but wants a password
