@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "channels",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN)
+    "django_prometheus",  # request/response metrics of the web process at /metrics
     "accounts",
     "jobs",
     "memory",
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole request
     "django.middleware.security.SecurityMiddleware",
     # Serves static/ (CSS, JS, admin assets) from the web process itself, under daphne too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -65,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last
 ]
 
 ROOT_URLCONF = "agentbus_site.urls"
@@ -289,11 +292,23 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000,
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 
+# One JSON object per line with job and task ids (agentbus_site/logging.py), or plain lines.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be json or plain")
+# Orchestrator and workers serve their own Prometheus metrics on this port (unset: off);
+# the web process serves them at /metrics, behind AGENTBUS_METRICS_TOKEN when it is set.
+AGENTBUS_METRICS_PORT = env_int("AGENTBUS_METRICS_PORT", 0, minimum=0) or None
+AGENTBUS_METRICS_TOKEN = env_str("AGENTBUS_METRICS_TOKEN", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "agentbus_site.logging.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "agentbus_site.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"rq.worker": {"level": env_str("RQ_LOG_LEVEL", "WARNING")}},
 }

@@ -10,6 +10,8 @@ from django.views.generic import RedirectView
 
 from accounts.views import TokenObtainView
 from agentbus_site.health import healthz, readyz
+from agentbus_site.metrics import metrics_view
+from agentbus_site.system import SystemView
 from agentbus_site.openapi import DocsView, SchemaView
 from jobs.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
 from jobs.artifact_views import ArtifactDownloadView
@@ -34,6 +36,8 @@ urlpatterns = [
     re_path(r"^agents/?$", AgentListView.as_view(), name="agent-list"),
     re_path(r"^healthz/?$", healthz, name="healthz"),
     re_path(r"^readyz/?$", readyz, name="readyz"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
+    re_path(r"^system/?$", SystemView.as_view(), name="system"),
     re_path(r"^schema/?$", SchemaView.as_view(), name="schema"),
     re_path(r"^docs/?$", DocsView.as_view(), name="docs"),
     # Memory: POST /memory/store, GET /memory/search, /memory/{id}, /app/memory (memory/urls.py).

@@ -88,7 +88,9 @@ class JobEventsConsumer(AsyncWebsocketConsumer):
        ahead means the layer lost or reordered something, so the gap is read from the
        log first. The layer is at-most-once; the log is the truth.
     4. A periodic check compares the job's ``last_seq`` with what was sent, so even a
-       lost final event (nothing after it to reveal the gap) reaches the client.
+       lost final event (nothing after it to reveal the gap) reaches the client; it
+       also joins the group again, which costs one Redis write and restores membership
+       that Redis lost (a restart, or channels_redis' group expiry on a days-long socket).
     One lock orders the sends of the live handler and the periodic check.
     """
 
@@ -157,6 +159,7 @@ class JobEventsConsumer(AsyncWebsocketConsumer):
                     await self.close()
                     return
                 last_seq, status = position
+                await self.channel_layer.group_add(self.group, self.channel_name)
                 if last_seq > self.last_sent:
                     async with self.lock:
                         await self._send_from_log()

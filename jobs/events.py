@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agentbus_site.channel_sender import group_send_nowait
+from agentbus_site.metrics import events_observe
 from jobs.models import JobEvent
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def events_publish(rows: list[JobEvent], *, owner_id=None) -> None:
     if not rows:
         return
     messages = [row.as_message() for row in rows]
+    events_observe(messages)
     sends = [(job_group(rows[0].job_id), {"type": "job.events", "events": messages})]
     listed = [m for m in messages if m["type"] in LIST_EVENT_TYPES]
     if listed and owner_id is not None:

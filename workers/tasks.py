@@ -15,6 +15,8 @@ from django.db import close_old_connections
 from pybreaker import CircuitBreakerError
 from rq import get_current_job
 
+from agentbus_site.logging import log_context
+from agentbus_site.metrics import task_timed
 from jobs.reviews import task_ask_human
 from workers.breakers import breaker_wait_seconds
 from workers.context import AgentContext, HumanInputRequired
@@ -57,7 +59,11 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
 
     ctx = AgentContext(task=task, upstream=task_upstream_outputs(task=task))
     try:
-        with supervise(task_id=task.id, attempt=attempt, timeout=task.timeout):
+        with (
+            log_context(job_id=task.job_id),
+            supervise(task_id=task.id, attempt=attempt, timeout=task.timeout),
+            task_timed(agent=spec.name, attempt=attempt, max_attempts=task.max_attempts),
+        ):
             output = agent_call(spec, ctx)
     except TaskInterrupted as exc:
         if exc.reason == "timeout":

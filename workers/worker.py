@@ -11,9 +11,13 @@ Whatever the command line says, the worker reads JSON only and runs only SignedJ
 
 from __future__ import annotations
 
+from django.conf import settings
+from rq.exceptions import DeserializationError
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
+from agentbus_site.logging import log_context
+from agentbus_site.metrics import metrics_serve
 from workers.queue import SignedJob
 
 
@@ -22,3 +26,17 @@ class AgentWorker(SimpleWorker):
         kwargs["serializer"] = JSONSerializer
         kwargs["job_class"] = SignedJob
         super().__init__(*args, **kwargs)
+
+    def work(self, *args, **kwargs):
+        # Each worker process serves its own metrics (AGENTBUS_METRICS_PORT; off if unset).
+        metrics_serve(settings.AGENTBUS_METRICS_PORT)
+        return super().work(*args, **kwargs)
+
+    def perform_job(self, job, *args, **kwargs) -> bool:
+        # Every log line of the attempt, RQ's included, names the task and attempt.
+        try:
+            task_id, attempt = job.args[0], job.args[1]
+        except (IndexError, TypeError, ValueError, DeserializationError):  # forged: SignedJob refuses it
+            task_id = attempt = None
+        with log_context(task_id=task_id, attempt=attempt):
+            return super().perform_job(job, *args, **kwargs)

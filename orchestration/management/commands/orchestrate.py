@@ -16,6 +16,9 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
+from agentbus_site.logging import log_context
+from agentbus_site.metrics import metrics_serve
+from agentbus_site.system import orchestrator_heartbeat
 from orchestration.inbox import inbox_receive
 from orchestration.leader import LeaderLock
 from orchestration.services import job_advance, jobs_needing_attention, tasks_fail_silent, tasks_requeue_lost
@@ -33,6 +36,7 @@ class Command(BaseCommand):
         self.shutdown = False
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
+        metrics_serve(settings.AGENTBUS_METRICS_PORT)
         self.lock = LeaderLock(ttl=settings.AGENTBUS_LEADER_LOCK_TTL)
         self.next_reconcile = 0.0
         self.stdout.write(f"orchestrator {self.lock.identity} starting")
@@ -41,6 +45,7 @@ class Command(BaseCommand):
             while not self.shutdown:
                 try:
                     leading = self.lock.hold()
+                    orchestrator_heartbeat(self.lock.identity, leading=leading)
                 except RedisError as exc:
                     logger.warning("redis unavailable (%s); retrying", exc)
                     time.sleep(1)
@@ -111,7 +116,8 @@ class Command(BaseCommand):
 
     def advance(self, job_id) -> bool:
         try:
-            return job_advance(job_id)
+            with log_context(job_id=job_id):
+                return job_advance(job_id)
         except Exception:
             # One bad job must not stop the orchestrator; it is retried next pass.
             logger.exception("advancing job %s failed", job_id)
