@@ -1,6 +1,12 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from drf_spectacular.utils import (
+    OpenApiExample,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -8,6 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiToken
 from agentbus_site.api_errors import ApplicationError
+from agentbus_site.openapi import BAD_REQUEST
 from agentbus_site.throttling import AnonRateThrottle
 
 
@@ -18,11 +25,24 @@ class TokenObtainView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonRateThrottle]
 
+    @extend_schema_serializer(component_name="TokenRequest")
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=4096, trim_whitespace=False)
         name = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
+    @extend_schema(
+        operation_id="auth_token",
+        summary="Exchange a username and password for an API token",
+        description="The token is shown once; send it as `Authorization: Token <token>` (or `Bearer`).",
+        auth=[],
+        request=InputSerializer,
+        responses={200: inline_serializer(name="Token", fields={"token": serializers.CharField()}), 400: BAD_REQUEST},
+        examples=[
+            OpenApiExample("Credentials", value={"username": "alice", "password": "s3cret", "name": "ci"}, request_only=True),
+            OpenApiExample("A new token", value={"token": "Vq3k...43 characters"}, response_only=True),
+        ],
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
