@@ -164,3 +164,7 @@ class JobEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the event log is append-only
+
+
+# Review gates and their history live in their own module.
+from jobs import review_admin  # noqa: E402, F401

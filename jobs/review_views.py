@@ -9,7 +9,13 @@ from rest_framework.views import APIView
 
 from jobs.fields import BoundedJSONObjectField, StrictCharField
 from jobs.models import ReviewDecision, ReviewKind, ReviewStatus
-from jobs.review_selectors import review_diff, review_get, review_history, review_list, review_upstream
+from jobs.review_selectors import (
+    review_diff,
+    review_get,
+    review_history,
+    review_list,
+    review_upstream,
+)
 from jobs.reviews import review_claim, review_decide, review_release
 
 
