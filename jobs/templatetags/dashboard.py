@@ -43,3 +43,20 @@ def duration_between(start, end) -> str:
 @register.filter
 def status_label(value) -> str:
     return str(value).replace("_", " ")
+
+
+@register.filter
+def age(value) -> str:
+    """How long ago, short: 12s, 5m, 3h, 2d."""
+    if not value:
+        return "—"
+    from django.utils import timezone
+
+    s = max(0, int((timezone.now() - value).total_seconds()))
+    if s < 60:
+        return f"{s}s ago"
+    if s < 3600:
+        return f"{s // 60}m ago"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m ago"
+    return f"{s // 86400}d ago"

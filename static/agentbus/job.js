@@ -72,6 +72,11 @@
         setStatusClass(node, e.status);
         var label = node.querySelector(".node-status");
         if (label) label.textContent = statusLabel(e.status);
+        var edgeState = e.status === "succeeded" ? "ready" :
+          ["failed", "skipped", "cancelled"].indexOf(e.status) >= 0 ? "blocked" : "";
+        document.querySelectorAll('#task-graph .edge[data-from="' + CSS.escape(node.dataset.key) + '"]').forEach(function (edge) {
+          edge.setAttribute("class", ("edge " + edgeState).trim());
+        });
       }
     }
     var seqEl = document.getElementById("job-last-seq");
