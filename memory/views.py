@@ -193,13 +193,14 @@ class MemoryDetailView(APIView):
         return Response(MemoryOutputSerializer(memory_get(user=request.user, memory_id=memory_id)).data)
 
     def patch(self, request, memory_id):
+        # Someone else's memory is a 404 whatever the body says: look it up first.
+        memory = memory_get_for_write(user=request.user, memory_id=memory_id)
         data = self.PatchSerializer(data=_json_object(request))
         data.is_valid(raise_exception=True)
         if not data.validated_data:
             raise ApplicationError(
                 "Nothing to change: send text, namespace, metadata or ttl.", fields={"body": ["no field to change"]}
             )
-        memory = memory_get_for_write(user=request.user, memory_id=memory_id)
         memory = memory_update(memory=memory, actor=request.user, **data.validated_data)
         return Response(MemoryOutputSerializer(memory).data)
 
