@@ -4,7 +4,8 @@ A gate is a Review row. Four kinds hold work for a human:
 
 - ``plan``: a job with ``review_plan`` waits (``awaiting_review``) before any task row is
   written; approve or edit (a new plan, validated like a submitted one) lets it run,
-  reject fails it.
+  reject fails it (or, for a plan the planner agent made, plans again with the
+  feedback in the planner's ``ctx.human``).
 - ``before``: a task with ``"review": "before"`` waits before its first dispatch; approve
   or edit (a new input) lets it run, reject fails it.
 - ``after``: a task with ``"review": "after"`` finished an attempt; its output waits
@@ -428,6 +429,10 @@ def _decided_value(review: Review, decision: str, value: Any) -> Any:
 
 def _apply(review: Review, job: Job, decision: str, value: Any, comment: str, now, events: list[NewEvent]) -> dict:
     """Act on a decision; returns what it did, for the event log."""
+    if review.kind == ReviewKind.PLAN and decision == ReviewDecision.REJECT:
+        replanned = _replan(review, job, comment, events)
+        if replanned:
+            return replanned
     if decision == ReviewDecision.FAIL or (review.kind == ReviewKind.PLAN and decision == ReviewDecision.REJECT):
         reason = comment or ("the plan was rejected" if review.kind == ReviewKind.PLAN else "review gate failed")
         _job_fail(job, f"{review.kind} review: {decision}: {reason}", now, events, except_review=review.id)
@@ -486,6 +491,38 @@ def _apply(review: Review, job: Job, decision: str, value: Any, comment: str, no
     # not count against its retry budget.
     _task_set(current, task, TaskStatus.PENDING, events, next_attempt_at=None, max_attempts=F("max_attempts") + 1)
     return {"effect": "task_resumed"}
+
+
+def _replan(review: Review, job: Job, comment: str, events: list[NewEvent]) -> dict | None:
+    """A rejected plan that the planner agent made is planned again, with the feedback in
+    the planner's ``ctx.human`` (up to AGENTBUS_REVIEW_MAX_REJECTIONS times); None when
+    the plan came from the user (the job fails instead)."""
+    from orchestration.planner import PLANNER_TASK_KEY
+
+    planner = Task.objects.filter(job_id=job.id, key=PLANNER_TASK_KEY).only("id", "key").first()
+    if planner is None:
+        return None
+    rejections = 1 + Review.objects.filter(
+        job_id=job.id, kind=ReviewKind.PLAN, decision=ReviewDecision.REJECT
+    ).exclude(pk=review.pk).count()
+    if rejections > settings.AGENTBUS_REVIEW_MAX_REJECTIONS:
+        return None
+    Job.objects.filter(pk=job.id).update(plan=None, status=JobStatus.PLANNING)
+    current = Task.objects.filter(pk=planner.pk, status=TaskStatus.SUCCEEDED)
+    _task_set(
+        current,
+        planner,
+        TaskStatus.PENDING,
+        events,
+        extra={"feedback": comment, "rejections": rejections},
+        output=None,
+        error="",
+        next_attempt_at=None,
+        finished_at=None,
+        max_attempts=F("max_attempts") + 1,
+    )
+    events.append(NewEvent("job.status", status=JobStatus.PLANNING, data={"replan": rejections}))
+    return {"effect": "replan", "rejections": rejections}
 
 
 def _task_set(current, task: Task, new_status: str, events: list[NewEvent], *, extra: dict | None = None, **fields) -> None:
@@ -694,6 +731,14 @@ def task_human_context(*, task: Task) -> dict:
             human["rejected_output"] = proposed
         elif kind == ReviewKind.BEFORE and decision == ReviewDecision.EDIT:
             human["edited_input"] = True
+    if task.key == "_plan":  # the planner (orchestration.planner): its rejected plans
+        for proposed, comment in (
+            Review.objects.filter(job_id=task.job_id, kind=ReviewKind.PLAN, decision=ReviewDecision.REJECT)
+            .order_by("created_at")
+            .values_list("proposed", "comment")
+        ):
+            feedbacks.append(comment)
+            human["rejected_output"] = proposed
     if answers:
         human.update(answer=answers[-1]["answer"], question=answers[-1]["question"], answers=answers)
     if feedbacks:

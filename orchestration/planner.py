@@ -105,6 +105,16 @@ def plan_with_llm(ctx) -> dict:
         {"role": "system", "content": SYSTEM_PROMPT.format(agents=_describe_agents(), limit=limit)},
         {"role": "user", "content": ctx.requirements},
     ]
+    human = getattr(ctx, "human", None) or {}
+    if human.get("feedback"):
+        # A reviewer rejected the previous plan (jobs.reviews): show it, and why.
+        messages += [
+            {"role": "assistant", "content": json.dumps(human.get("rejected_output"))},
+            {
+                "role": "user",
+                "content": f"A reviewer rejected that plan: {human['feedback']}\nAnswer with a better plan, the JSON object only.",
+            },
+        ]
     tries = settings.AGENTBUS_PLANNER_TRIES
     problems = ""
     for number in range(1, tries + 1):

@@ -167,3 +167,43 @@ def test_review_changes_reach_the_live_inbox_of_those_who_may_decide_only(alice,
         await bobs.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_a_rejected_plan_from_the_planner_is_planned_again_with_the_feedback(alice, settings):
+    from orchestration.planner import PLANNER_TASK_KEY
+    from workers.context import AgentContext
+
+    settings.AGENTBUS_LLM_BASE_URL = "http://127.0.0.1:9/v1"  # a planner is configured (never called here)
+    job_id = submit(alice, {"requirements": "Summarise the logs", "review_plan": True})
+
+    def planner_answers(plan_body: dict) -> Task:
+        job_advance(job_id)
+        planner = Task.objects.get(job_id=job_id, key=PLANNER_TASK_KEY)
+        claimed = task_claim(task_id=str(planner.id), attempt=planner.attempt, worker="test")
+        assert task_succeed(task=claimed, output={"plan": plan_body})
+        job_advance(job_id)
+        return claimed
+
+    first_plan = plan({"key": "everything", "agent": "echo"})
+    planner_answers(first_plan)
+    review = Review.objects.get(job_id=job_id, status="pending", kind="plan")
+    assert review.proposed["tasks"][0]["key"] == "everything"
+    alice.post(f"/reviews/{review.id}/decision", {"decision": "reject", "comment": "split it by day"}, format="json")
+
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.plan) == ("planning", None)
+    job_advance(job_id)
+    planner = Task.objects.get(job_id=job_id, key=PLANNER_TASK_KEY)
+    assert (planner.status, planner.attempt) == ("queued", 2)
+    claimed = task_claim(task_id=str(planner.id), attempt=2, worker="test")
+    human = AgentContext(task=claimed, upstream={}).human
+    assert human["feedback"] == "split it by day"
+    assert human["rejected_output"]["tasks"][0]["key"] == "everything"
+
+    assert task_succeed(task=claimed, output={"plan": plan({"key": "monday", "agent": "echo"}, {"key": "tuesday", "agent": "echo"})})
+    job_advance(job_id)
+    second = Review.objects.get(job_id=job_id, status="pending", kind="plan")
+    assert [t["key"] for t in second.proposed["tasks"]] == ["monday", "tuesday"]
+    alice.post(f"/reviews/{second.id}/decision", {"decision": "approve"}, format="json")
+    job_advance(job_id)
+    assert set(Task.objects.filter(job_id=job_id).values_list("key", flat=True)) == {PLANNER_TASK_KEY, "monday", "tuesday"}
