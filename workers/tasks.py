@@ -83,6 +83,12 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
         # Another worker opened the circuit while this one was getting ready.
         task_defer(task=task, delay=breaker_wait_seconds(spec), reason=f"circuit of agent '{spec.name}' is open")
         return
+    except SystemExit:
+        # A cold shutdown (RQ raises SystemExit on a second SIGTERM/SIGINT) stops the agent
+        # mid-way: hand the attempt back now, without spending it, rather than leave the
+        # task to the heartbeat timeout.
+        task_defer(task=task, delay=1.0, reason=f"worker {worker} shut down before the task finished")
+        raise
     except Exception as exc:  # an agent's failure is data, not a worker crash
         task_fail_attempt(task=task, error=_describe(exc), retryable=True)
         return
