@@ -12,7 +12,7 @@ import random
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -310,7 +310,16 @@ def agent_definition_create(*, data: dict, created_by):
             status_code=status.HTTP_409_CONFLICT,
             fields={"name": ["already registered"]},
         )
-    definition = AgentDefinition.objects.create(created_by=created_by, **data)
+    try:
+        with transaction.atomic():
+            definition = AgentDefinition.objects.create(created_by=created_by, **data)
+    except IntegrityError:  # registered concurrently under the same name
+        raise ApplicationError(
+            f"An agent named '{name}' is already registered.",
+            code="agent_exists",
+            status_code=status.HTTP_409_CONFLICT,
+            fields={"name": ["already registered"]},
+        ) from None
     transaction.on_commit(agents_changed)
     agents_changed()
     return definition

@@ -3,11 +3,12 @@ health, circuit); POST /agents registers an HTTP or LLM agent, staff only."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agentbus_site.openapi import BAD_REQUEST, UNAUTHENTICATED, error
 from workers.selectors import agents_with_health
 from workers.serializers import AgentConfigSerializer
 from workers.services import agent_definition_create
@@ -22,34 +23,51 @@ class IsStaffOrReadOnly(permissions.BasePermission):
         return bool(request.user and request.user.is_staff)
 
 
-AgentOutput = inline_serializer(
-    name="Agent",
-    fields={
-        "name": serializers.CharField(),
-        "kind": serializers.ChoiceField(choices=["python", "http", "llm", "planner"]),
-        "queue": serializers.CharField(),
-        "timeout": serializers.IntegerField(),
-        "max_attempts": serializers.IntegerField(),
-        "retry_backoff": serializers.FloatField(allow_null=True),
-        "concurrency": serializers.IntegerField(allow_null=True),
-        "description": serializers.CharField(),
-        "source": serializers.CharField(),
-        "health": serializers.DictField(),
-        "circuit": serializers.DictField(),
-    },
-)
+class AgentOutputSerializer(serializers.Serializer):
+    """An agent as everyone sees it; secrets and API keys are never shown."""
+
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["python", "http", "llm", "planner"])
+    queue = serializers.CharField()
+    timeout = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+    retry_backoff = serializers.FloatField(allow_null=True)
+    concurrency = serializers.IntegerField(allow_null=True)
+    description = serializers.CharField()
+    source = serializers.ChoiceField(choices=["code", "settings", "database"])
+    url = serializers.URLField(required=False, help_text="HTTP agents only.")
+    model = serializers.CharField(required=False, help_text="LLM agents and the planner only.")
+    health = serializers.DictField(help_text='{"status": ok|degraded|down|no_workers|unknown, "workers", "running"}')
+    circuit = serializers.DictField(help_text='{"state": closed|open|half-open, "failures", "retry_in", ...}')
+
+
+class AgentListOutputSerializer(serializers.Serializer):
+    agents = AgentOutputSerializer(many=True)
 
 
 class AgentListView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
 
-    @extend_schema(operation_id="agents_list", summary="The registered agents, with health and circuit state",
-                   responses={200: inline_serializer(name="AgentList", fields={"agents": AgentOutput})})  # fmt: skip
+    @extend_schema(
+        operation_id="agents_list",
+        summary="The registered agents, with health and circuit state",
+        responses={200: AgentListOutputSerializer, 401: UNAUTHENTICATED},
+    )
     def get(self, request):
         return Response({"agents": agents_with_health()})
 
-    @extend_schema(operation_id="agents_register", summary="Register an HTTP or LLM agent (staff only)",
-                   request=AgentConfigSerializer, responses={201: AgentOutput})  # fmt: skip
+    @extend_schema(
+        operation_id="agents_register",
+        summary="Register an HTTP or LLM agent (staff only)",
+        request=AgentConfigSerializer,
+        responses={
+            201: AgentOutputSerializer,
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+            403: error("Only staff can register agents."),
+            409: error("An agent with this name is already registered."),
+        },
+    )
     def post(self, request):
         data = AgentConfigSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -21,3 +21,13 @@ def spawner(ctx: AgentContext) -> dict:
     for i in range(ctx.input.get("count", 2)):
         ctx.spawn({"key": f"child-{i}", "agent": "echo", "input": {"n": i}})
     return {"spawned": ctx.input.get("count", 2)}
+
+
+@agent("solo", timeout=30, max_attempts=1, concurrency=1)
+def solo(ctx: AgentContext) -> dict:
+    """Holds the agent's only concurrency slot for ``seconds``."""
+    import time
+
+    began = time.time()
+    time.sleep(ctx.input.get("seconds", 0.6))
+    return {"began": began, "ended": time.time()}
