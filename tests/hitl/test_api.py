@@ -207,3 +207,16 @@ def test_a_rejected_plan_from_the_planner_is_planned_again_with_the_feedback(ali
     alice.post(f"/reviews/{second.id}/decision", {"decision": "approve"}, format="json")
     job_advance(job_id)
     assert set(Task.objects.filter(job_id=job_id).values_list("key", flat=True)) == {PLANNER_TASK_KEY, "monday", "tuesday"}
+
+
+def test_the_admin_shows_a_review_with_its_history(alice, client):
+    review = run_to_gate(submit(alice, {"plan": AFTER_GATE}))
+    alice.post(f"/reviews/{review.id}/decision", {"decision": "edit", "output": {"text": "by hand"}, "comment": "tightened"}, format="json")
+    client.force_login(make_user("operator", staff=True))
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(username="operator").update(is_superuser=True)
+    listing = client.get("/admin/jobs/review/")
+    assert listing.status_code == 200 and str(review.id)[:8] in listing.content.decode()
+    page = client.get(f"/admin/jobs/review/{review.id}/change/").content.decode()
+    assert "opened" in page and "decided" in page and "tightened" in page and "by hand" in page
