@@ -134,7 +134,9 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
     context["events"] = [(e, event_describe(e.as_message(), keys)) for e in log]
     context["page_data"] = {
         "job": str(job.id),
-        "last_seq": job.last_seq,
+        # Where the rendered log ends (the job row was read earlier and may be behind):
+        # the page follows on from exactly here, so no event is shown twice or skipped.
+        "last_seq": log[-1].seq if log else 0,
         "finished": job.is_finished,
         "keys": keys,
         "events_url": f"/jobs/{job.id}/events",

@@ -105,6 +105,8 @@ def test_a_user_submits_a_job_from_the_form_and_watches_it_succeed_without_reloa
     assert page.locator(".timeline .seg.running").count() >= 6
     log = page.inner_text("#event-log")
     assert "job succeeded" in log and "part-1 running (attempt 1)" in log
+    seqs = page.eval_on_selector_all("#event-log li", "items => items.map(li => Number(li.dataset.seq))")
+    assert seqs == list(range(1, len(seqs) + 1))  # each event once, in order
     assert page.locator("#cancel-button").count() == 0
     assert page.errors == []
 
@@ -168,3 +170,23 @@ def test_another_users_job_is_a_not_found_page_in_the_browser(pipeline, web, bro
     response = page.goto(f"{web}/app/jobs/{job.id}")
     assert response.status == 404
     assert "Not found" in page.inner_text("h1")
+
+
+def test_without_websockets_the_job_page_polls_the_event_log_and_still_updates(pipeline, web, browser_page):
+    page = browser_page
+    page.add_init_script("delete window.WebSocket")  # a proxy that refuses upgrades, say
+    user = make_user("ivan")
+    log_in(page, web, "ivan")
+    job, _ = job_submit(
+        owner=user, spec={"plan": plan({"key": "nap", "agent": "sleepy", "input": {"seconds": 1}}, {"key": "next", "agent": "echo", "depends_on": ["nap"]})}
+    )
+    page.goto(f"{web}/app/jobs/{job.id}")
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_selector('#live-indicator[data-mode="polling"]')
+    page.wait_for_selector('#job-status[data-status="succeeded"]', timeout=45_000)
+    page.wait_for_function("document.getElementById('event-log').innerText.includes('job succeeded')")
+    assert page.locator("#task-graph .node.st-succeeded").count() == 2
+    seqs = page.eval_on_selector_all("#event-log li", "items => items.map(li => Number(li.dataset.seq))")
+    assert seqs == list(range(1, len(seqs) + 1))  # every event once, in order
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.errors == []
