@@ -66,6 +66,7 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
                 **budget,
                 priority=spec.get("priority", 0),
                 metadata=spec.get("metadata") or {},
+                remember=spec.get("remember", False),
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )

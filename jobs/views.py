@@ -73,6 +73,7 @@ class JobOutputSerializer(serializers.Serializer):
     priority = serializers.IntegerField()
     review_plan = serializers.BooleanField()
     metadata = serializers.DictField()
+    remember = serializers.BooleanField()
     error = serializers.CharField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -171,6 +172,8 @@ class JobListView(GenericAPIView):
         review_plan = StrictBooleanField(required=False, default=False)
         priority = StrictIntegerField(required=False, default=0, min_value=-100, max_value=100)
         metadata = BoundedJSONObjectField(max_bytes=16 * 1024, required=False, default=dict)
+        # Store the job's final outputs as memories of its owner when it succeeds.
+        remember = StrictBooleanField(required=False, default=False)
         budget = BudgetInputSerializer(required=False)
 
     class FilterSerializer(serializers.Serializer):

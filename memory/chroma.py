@@ -26,7 +26,7 @@ class ChromaUnavailable(Exception):
     """Chroma could not do what we asked (server down, timeout, bad answer). Callers
     survive it: PostgreSQL has the write, and the row stays marked for re-indexing."""
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # chroma_collection() takes it, then chroma_client() again
 _client = None
 _collection = None
 
@@ -72,6 +72,14 @@ def chroma_collection():
                     configuration={"hnsw": {"space": "cosine"}},
                 )
     return _collection
+
+
+def chroma_disconnect() -> None:
+    """Forget the client and collection, so the next call connects to CHROMA_URL anew
+    (after the setting changed, or in a forked process)."""
+    global _client, _collection
+    with _lock:
+        _client = _collection = None
 
 
 def _forget_collection() -> None:

@@ -294,7 +294,9 @@ def memory_remember_job(*, job_id) -> list[Memory]:
     from jobs.models import Job, JobStatus, Task
 
     job = Job.objects.filter(pk=job_id, status=JobStatus.SUCCEEDED, remember=True).select_related("owner").first()
-    if job is None or Memory.objects.filter(owner=job.owner, metadata__job=str(job.id)).exists():
+    if job is None:
+        return []
+    if Memory.objects.filter(owner=job.owner, metadata__source="job", metadata__job=str(job.id)).exists():
         return []
     outputs = (job.result or {}).get("outputs") or {}
     tasks = {t.key: t for t in Task.objects.filter(job=job, key__in=list(outputs)).only("id", "key", "agent")}

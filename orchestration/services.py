@@ -204,6 +204,12 @@ def _finish_if_done(job: Job, tasks: list[Task], now, events: list[NewEvent]) ->
     Job.objects.filter(pk=job.id).update(status=status, error=error, result={"outputs": outputs}, finished_at=now)
     job.status = status
     events.append(NewEvent("job.status", status=status, data={"error": error} if error else {}))
+    if status == JobStatus.SUCCEEDED:
+        # A job submitted with "remember": true stores its outputs as its owner's memories
+        # (memory/), after commit, so a Chroma outage can never undo the job's success.
+        from memory.services import memory_remember_job
+
+        transaction.on_commit(lambda: memory_remember_job(job_id=job.id), robust=True)
 
 
 # --- reconciliation: finding work whose message was lost ---------------------------------

@@ -130,6 +130,29 @@ def pipeline(processes, redis_flushed):
     processes.stop(orchestrator)
 
 
+def chroma_model_seed() -> None:
+    """Put Chroma's default embedding model where Chroma looks, from the shared folder
+    beside the clone (offline machines); a machine with internet needs nothing."""
+    for shared in (ROOT.parent / "shared", Path("/work/shared")):
+        script = shared / "bin" / "seed-chroma-model"
+        if script.exists():
+            subprocess.run([str(script)], check=True, capture_output=True)
+            return
+
+
+@pytest.fixture(scope="session")
+def chroma_server(processes, tmp_path_factory):
+    """A Chroma server at CHROMA_URL, started with `manage.py chroma_serve` on a temporary
+    --path, or the one already answering on that port."""
+    from memory.chroma import chroma_heartbeat
+
+    chroma_model_seed()
+    if not chroma_heartbeat():
+        processes.start("chroma_serve", "--path", str(tmp_path_factory.mktemp("chroma")), name="chroma")
+        wait_for(chroma_heartbeat, timeout=60, interval=0.2, message=f"chroma at {settings.CHROMA_URL}")
+    return settings.CHROMA_URL
+
+
 def make_user(username: str, *, staff: bool = False):
     from django.contrib.auth import get_user_model
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -23,7 +24,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         url = urlparse(settings.CHROMA_URL)
-        chroma = shutil.which("chroma")
+        # The venv's bin/ may not be on PATH (e.g. `.venv/bin/python manage.py ...`).
+        chroma = shutil.which("chroma") or shutil.which("chroma", path=os.path.dirname(sys.executable))
         if chroma is None:
             raise CommandError("the `chroma` command is not installed (pip install chromadb)")
         os.makedirs(options["path"], exist_ok=True)
