@@ -74,5 +74,5 @@ def test_bad_input_is_reported_with_where_it_is_wrong(web, alice, tmp_path):
     plan_file = tmp_path / "ok.json"
     plan_file.write_text(json.dumps(plan({"key": "x", "agent": "echo"})))
     refused = submit_job(web, "--plan", str(plan_file), token="not-a-token")
-    assert refused.returncode == 2
+    assert refused.returncode == 2, (refused.stderr, web.log_path.read_text()[-4000:])
     assert "401" in refused.stderr
