@@ -35,6 +35,7 @@ from jobs.dashboard import (
 from jobs.models import JOB_ACTIVE, JobStatus
 from jobs.selectors import job_get, job_tasks
 from jobs.services import job_cancel, job_retry_failed, job_submit
+from workers.registry import agents_all
 
 JOBS_PER_PAGE = 25
 EVENT_LOG_SIZE = 300
@@ -205,6 +206,7 @@ def job_new_page(request: HttpRequest) -> HttpResponse:
             ),
             "examples": {name: {**e, "plan": _pretty(e["plan"])} for name, e in EXAMPLE_PLANS.items()},
             "max_requirements": settings.AGENTBUS_MAX_REQUIREMENTS_CHARS,
+            "agents": [a for a in agents_all() if a.kind != "planner"],
         },
         status=status,
     )
