@@ -189,6 +189,9 @@ REST_FRAMEWORK = {
     # Trusted proxies in front of the web processes that append to X-Forwarded-For; with
     # 0 the client IP is REMOTE_ADDR, so a client cannot choose its own by that header.
     "NUM_PROXIES": env_int("AGENTBUS_NUM_PROXIES", 0, minimum=0),
+    # OPTIONS answers 405 like any other method a view lacks: DRF's metadata introspects
+    # a view's serializer_class, which our views do not have (it was a 500).
+    "DEFAULT_METADATA_CLASS": None,
 }
 
 # OpenAPI at /schema, Swagger UI at /docs (agentbus_site/openapi.py), assets served locally.
@@ -212,6 +215,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "agentbus_site.openapi.paths_as_documented",
+        "agentbus_site.openapi_errors.error_responses_everywhere",
     ],
 }
 

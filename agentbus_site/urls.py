@@ -29,7 +29,9 @@ urlpatterns = [
     re_path(rf"^jobs/{UUID}/cancel/?$", JobCancelView.as_view(), name="job-cancel"),
     re_path(rf"^jobs/{UUID}/events/?$", JobEventsView.as_view(), name="job-events"),
     re_path(
-        rf"^jobs/{UUID}/artifacts/(?P<artifact_id>[0-9a-fA-F-]{{32,36}})/?$",
+        # A UUID for the artifact too: a 36-character id of hex and dashes in the wrong
+        # places used to reach the query and fail there (a 500, found by schemathesis).
+        rf"^jobs/{UUID}/artifacts/{UUID.replace('job_id', 'artifact_id')}/?$",
         ArtifactDownloadView.as_view(),
         name="job-artifact",
     ),
