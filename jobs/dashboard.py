@@ -279,6 +279,8 @@ class TaskView:
     task: Task
     segments: list[Segment] = field(default_factory=list)
     attempts: list[str] = field(default_factory=list)
+    artifacts: list = field(default_factory=list)
+    reviews: list = field(default_factory=list)
 
 
 @dataclass
@@ -370,3 +372,52 @@ def event_describe(message: dict, keys: dict[str, str]) -> str:
     if message.get("error") and status in (TaskStatus.FAILED, TaskStatus.SKIPPED):
         text += f": {message['error']}"
     return text
+
+
+# --- what hangs off a job's tasks: artifacts and review gates ----------------------------
+
+
+def job_artifacts_by_task(job: Job) -> dict:
+    """The files each task wrote, with the API's download path; one query."""
+    from jobs.artifact_views import artifact_download_path
+    from jobs.models import Artifact
+
+    by_task: dict = defaultdict(list)
+    for artifact in Artifact.objects.filter(job=job).only("id", "job_id", "task_id", "name", "size", "content_type"):
+        artifact.download_path = artifact_download_path(artifact)
+        by_task[artifact.task_id].append(artifact)
+    return by_task
+
+
+def job_reviews_by_task(job: Job) -> dict:
+    """The job's review gates, newest first, keyed by task id (None: the plan review)."""
+    from jobs.models import Review
+
+    by_task: dict = defaultdict(list)
+    reviews = Review.objects.filter(job=job).select_related("decided_by").order_by("-created_at")
+    for review in reviews:
+        by_task[review.task_id].append(review)
+    return by_task
+
+
+# --- the system strip staff see on the dashboard ------------------------------------------
+
+
+def system_summary() -> dict | None:
+    """Orchestrator and worker heartbeats and queue depths (GET /system, condensed);
+    None when Redis cannot be read, so the dashboard still renders."""
+    from redis.exceptions import RedisError
+
+    from agentbus_site.system import system_status
+
+    try:
+        status = system_status()
+    except (RedisError, OSError):
+        return None
+    leader = next((o for o in status["orchestrators"]["instances"] if o["role"] == "leader"), None)
+    return {
+        "leader": leader,
+        "standbys": sum(1 for o in status["orchestrators"]["instances"] if o["role"] != "leader"),
+        "workers": status["workers"],
+        "queues": sorted(status["queues"].items()),
+    }

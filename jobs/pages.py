@@ -26,11 +26,14 @@ from agentbus_site.api_errors import ApplicationError, flatten_errors
 from jobs.dashboard import (
     dashboard_jobs,
     event_describe,
+    job_artifacts_by_task,
     job_graph,
+    job_reviews_by_task,
     job_status_counts,
     job_status_events,
     job_timeline,
     jobs_progress,
+    system_summary,
 )
 from jobs.models import JOB_ACTIVE, JobStatus
 from jobs.selectors import job_get, job_tasks
@@ -91,6 +94,7 @@ def job_list_page(request: HttpRequest) -> HttpResponse:
     progress = jobs_progress(rows)
     counts = job_status_counts(user=request.user)
     context = {
+        "system": system_summary() if request.user.is_staff else None,
         "page": page,
         "rows": [(job, progress[job.id]) for job in rows],
         "status": status,
@@ -118,12 +122,17 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
     tasks = list(job_tasks(job=job))
     now = timezone.now()
     timeline = job_timeline(job, tasks, job_status_events(job), now=now)
+    artifacts, reviews = job_artifacts_by_task(job), job_reviews_by_task(job)
+    for row in timeline.rows:
+        row.artifacts = artifacts.get(row.task.id, [])
+        row.reviews = reviews.get(row.task.id, [])
     context = {
         "job": job,
         "graph": job_graph(job, tasks),
         "timeline": timeline,
         "title": _job_title(job),
         "duration": round(((job.finished_at or now) - (job.started_at or job.created_at)).total_seconds(), 1),
+        "plan_reviews": reviews.get(None, []),
         "can_cancel": job.status in JOB_ACTIVE,
         "can_retry": job.status in (JobStatus.FAILED, JobStatus.CANCELLED),
         "result_json": _pretty(job.result) if job.result is not None else "",

@@ -297,3 +297,30 @@ def test_the_stylesheet_and_scripts_are_served_by_the_app(client):
         response = client.get(f"/static/{path}")
         assert response.status_code == 200, path
         b"".join(response.streaming_content if response.streaming else [response.content])
+
+
+def test_the_job_page_lists_each_tasks_review_gates_and_artifacts(carol):
+    from django.core.files.base import ContentFile
+
+    from jobs.models import Artifact, Review
+
+    job = make_job(carol, status=JobStatus.RUNNING, tasks={"a": TaskStatus.SUCCEEDED, "b": TaskStatus.AWAITING_REVIEW})
+    a, b = Task.objects.get(job=job, key="a"), Task.objects.get(job=job, key="b")
+    artifact = Artifact(job=job, task=a, name="report.csv", content_type="text/csv", size=11)
+    artifact.file.save("report.csv", ContentFile(b"a,b\n1,2\n3,4"), save=True)
+    review = Review.objects.create(job=job, task=b, kind="after", proposed={"x": 1})
+    plan_review = Review.objects.create(job=job, kind="plan", status="decided", decision="approve", proposed=DIAMOND)
+
+    html = browser(carol).get(f"/app/jobs/{job.id}").content.decode()
+    assert f'href="/jobs/{job.id}/artifacts/{artifact.id}"' in html and "report.csv" in html
+    assert f'href="/app/reviews/{review.id}"' in html
+    assert f'/app/reviews/{plan_review.id}' not in html  # decided: nothing to act on
+    assert '<g class="node st-awaiting_review" data-key="b"' in html
+    artifact.file.delete(save=False)
+
+
+def test_staff_see_orchestrator_worker_and_queue_health_on_the_dashboard(carol):
+    staff = browser(make_user("sam", staff=True))
+    html = staff.get("/app/").content.decode()
+    assert 'aria-label="System"' in html and "QUEUES" in html and "<b>default</b>" in html
+    assert 'aria-label="System"' not in browser(carol).get("/app/").content.decode()
