@@ -19,7 +19,7 @@ from jobs.models import JOB_ACTIVE, JOB_TERMINAL, Job, JobStatus, Task, TaskStat
 from jobs.budgets import BUDGET_FIELDS, job_budget_stop, jobs_over_budget
 from jobs.reviews import before_gates_hold, plan_gate_hold
 from orchestration.planner import PLANNER_AGENT, job_plan_step
-from workers.queue import TaskMessage, tasks_enqueue
+from workers.queue import TaskMessage, messages_waiting, tasks_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -241,10 +241,16 @@ def tasks_requeue_lost(limit: int = 100) -> int:
     )
     if not lost:
         return 0
+    messages = [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in lost]
+    # A message still waiting in its queue (workers busy) is not lost: leave it, and look
+    # again only after another AGENTBUS_REQUEUE_AFTER.
+    waiting = messages_waiting(messages)
     Task.objects.filter(id__in=[t.id for t in lost], status=TaskStatus.QUEUED).update(queued_at=timezone.now())
-    tasks_enqueue(TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in lost)
-    logger.warning("re-sent %d task messages that no worker picked up", len(lost))
-    return len(lost)
+    resend = [m for m in messages if m.task_id not in waiting]
+    if resend:
+        tasks_enqueue(resend)
+        logger.warning("re-sent %d task messages that no worker picked up", len(resend))
+    return len(resend)
 
 
 def tasks_fail_silent(limit: int = 100) -> int:

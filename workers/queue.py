@@ -123,7 +123,7 @@ def tasks_enqueue(messages: Iterable[TaskMessage]) -> None:
                 ENTRY_POINT,
                 args=(m.task_id, m.attempt, message_signature(m.task_id, m.attempt)),
                 timeout=m.timeout + TIMEOUT_GRACE,
-                job_id=f"task-{m.task_id}-{m.attempt}",
+                job_id=message_job_id(m),
                 result_ttl=0,
                 failure_ttl=24 * 3600,
                 description=f"task {m.task_id} attempt {m.attempt}",
@@ -131,3 +131,30 @@ def tasks_enqueue(messages: Iterable[TaskMessage]) -> None:
             for m in batch
         ]
         queue.enqueue_many(data)  # one pipeline, executed by RQ
+
+
+def message_job_id(message: TaskMessage) -> str:
+    """The RQ job id of a task's attempt: the same attempt always maps to the same job."""
+    return f"task-{message.task_id}-{message.attempt}"
+
+
+def messages_waiting(messages: list[TaskMessage]) -> set[str]:
+    """The task ids, among these messages, whose RQ job still waits intact in its queue
+    (its id on the queue's list and its hash present), in one Redis round trip.
+
+    The reconciler sends again only the others: a task that waits behind a backlog is
+    not lost, and re-sending it each pass would grow the queue with duplicates.
+    """
+    if not messages:
+        return set()
+    pipe = redis_client().pipeline(transaction=False)
+    for message in messages:
+        job_id = message_job_id(message)
+        pipe.lpos(f"{Queue.redis_queue_namespace_prefix}{message.queue}", job_id)
+        pipe.exists(Job.key_for(job_id))
+    replies = pipe.execute()
+    return {
+        message.task_id
+        for message, position, exists in zip(messages, replies[::2], replies[1::2], strict=True)
+        if position is not None and exists
+    }

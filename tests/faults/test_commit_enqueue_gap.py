@@ -7,6 +7,7 @@ SIGKILLs itself, ahead of the hook that would send the message."""
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -102,3 +103,20 @@ def test_a_reconciled_job_does_not_wait_for_a_hint(lab, alice):
     wait_jobs([job_id], timeout=30)
     assert_settled_exactly_once([job_id])
     wait_for(lambda: lab.redis.llen(INBOX_KEY) == 0, message="an empty inbox")
+
+
+def test_a_message_waiting_behind_a_backlog_is_not_sent_again(lab, alice):
+    """No worker listens, so the message waits; the reconciler sees it in the queue and
+    does not pile up copies of it every AGENTBUS_REQUEUE_AFTER."""
+    from django.conf import settings
+
+    lab.orchestrator()
+    lab.wait_leader()
+    job_id = submit(alice, sleep_plan(("a", []), seconds=0.1))
+    wait_for(lambda: Task.objects.filter(job_id=job_id, status="queued").exists(), message="queued")
+    time.sleep(settings.AGENTBUS_REQUEUE_AFTER * 2 + 1)
+    assert lab.redis.llen(f"rq:queue:{FAULTS_QUEUE}") == 1
+
+    lab.worker("lab-w1")
+    wait_jobs([job_id], timeout=30)
+    assert_settled_exactly_once([job_id])
