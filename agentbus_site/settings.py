@@ -314,5 +314,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"rq.worker": {"level": env_str("RQ_LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        "rq.worker": {"level": env_str("RQ_LOG_LEVEL", "WARNING")},
+        # Chroma's client logs every HTTP request it makes at INFO: one line per search.
+        "httpx": {"level": env_str("HTTPX_LOG_LEVEL", "WARNING")},
+    },
 }
