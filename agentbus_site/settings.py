@@ -130,11 +130,25 @@ RQ = {
     "JOB_CLASS": "workers.queue.SignedJob",
 }
 
+# The websocket fan-out. "pubsub": one Redis PUBLISH per group message, and each web
+# process hands it to all its local sockets in memory, so 50 watchers of a job cost what
+# one does in Redis (bench/live.py). "lists": channels_redis' list-based layer, one
+# Redis entry per socket. Both are at-most-once; the job event log is the truth.
+AGENTBUS_CHANNEL_LAYER = env_str("AGENTBUS_CHANNEL_LAYER", "pubsub").strip().lower()
+if AGENTBUS_CHANNEL_LAYER not in ("pubsub", "lists"):
+    raise ImproperlyConfigured(f"AGENTBUS_CHANNEL_LAYER={AGENTBUS_CHANNEL_LAYER!r} must be pubsub or lists")
 CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentbus:channels", "capacity": 1000, "expiry": 30},
-    }
+    "default": (
+        {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentbus:channels"},
+        }
+        if AGENTBUS_CHANNEL_LAYER == "pubsub"
+        else {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentbus:channels", "capacity": 1000, "expiry": 30},
+        }
+    )
 }
 
 # A job's websocket compares its last sent event with the log this often (seconds), so an

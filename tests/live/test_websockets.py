@@ -136,6 +136,18 @@ def appended_but_never_published(job_id, event: NewEvent) -> None:
         connection.run_on_commit.clear()
 
 
+def channel_layer_restarted() -> None:
+    """What a Redis restart does to the channel layer, limited to the test's Redis db:
+    its keys (list layer) are gone and its pub/sub connections (pubsub layer) are cut."""
+    client = redis_client()
+    for key in client.scan_iter("agentbus:channels*"):
+        client.delete(key)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    for info in client.client_list():
+        if int(info["db"]) == db and "P" in info["flags"]:
+            client.client_kill_filter(_id=info["id"])
+
+
 def test_events_survive_a_channel_layer_hiccup_through_replay(web, alice):
     job = a_quiet_job(alice.user)
     with ws_connect(web, f"/ws/jobs/{job.id}", authorization=token_of(alice)) as ws:
@@ -153,10 +165,10 @@ def test_events_survive_a_channel_layer_hiccup_through_replay(web, alice):
         appended_but_never_published(job.id, NewEvent("job.status", status="succeeded", data={"n": 5}))
         assert receive(ws, timeout=5)["n"] == 5
 
-        # Redis loses the channel layer's state (restarted empty): group membership is
-        # gone, yet later events still arrive, and live ones again once it rejoins.
-        for key in redis_client().scan_iter("agentbus:channels*"):
-            redis_client().delete(key)
+        # Redis loses the channel layer's state (restarted): group membership is gone
+        # and subscriber connections are cut, yet later events still arrive, and live
+        # ones again once the socket is back in its group.
+        channel_layer_restarted()
         events_append(job.id, [NewEvent("test.note", data={"n": 6})])
         assert receive(ws, timeout=5)["n"] == 6
         time.sleep(1.2)  # a resync or two: the socket is back in its group
