@@ -1,11 +1,11 @@
 """Retrieval quality of memory search on BEIR SciFact: recall@5 and nDCG@10, vector-only
 against hybrid (vector + PostgreSQL full-text, fused by reciprocal rank).
 
-    python bench/retrieval.py [--docs 1500]   # --docs 0: the whole corpus (5,183)
+    python bench/retrieval.py [--docs 1000]   # --docs 0: the whole corpus (5,183)
 
 1. Corpus: every judged abstract plus a fixed random sample of the others, up to
    --docs (0 = all 5,183 abstracts, the setting the published figure uses; it takes
-   ~3 minutes of embedding on an idle 2-core machine, the default 1,500 about a third
+   ~3 minutes of embedding on an idle 2-core machine, the default 1,000 about a fifth
    of that). Document text = title + " " + abstract, as in BEIR.
 2. Stored through memory.services (PostgreSQL + the Chroma server) as one user's
    memories; searched through memory.selectors.memory_search, k=10, for SciFact's 300
@@ -81,7 +81,7 @@ def recall_at_5(ranked: list[str], relevant: set[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=1500, help="corpus size (0 = all 5,183)")
+    parser.add_argument("--docs", type=int, default=1000, help="corpus size (0 = all 5,183)")
     args = parser.parse_args()
     if SCIFACT is None:
         raise SystemExit("BEIR SciFact not found in ../shared/data/scifact")

@@ -7,6 +7,7 @@ import json
 import re
 
 from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -66,6 +67,13 @@ def _new_memory(data: dict) -> NewMemory:
 class MemoryStoreView(APIView):
     """POST /memory/store: remember one text; answers 201 {"id"}."""
 
+    @extend_schema(
+        operation_id="memory_store",
+        summary="Remember a text",
+        description="`ttl` is in seconds; `namespace` defaults to `default` (private) unless it names a shared one.",
+        request=MemoryInputSerializer,
+        responses={201: inline_serializer(name="MemoryStored", fields={"id": serializers.UUIDField()})},
+    )
     def post(self, request):
         data = MemoryInputSerializer(data=_json_object(request))
         data.is_valid(raise_exception=True)
@@ -82,6 +90,12 @@ class MemoryBatchStoreView(APIView):
             child=MemoryInputSerializer(), min_length=1, max_length=settings.AGENTBUS_MEMORY_MAX_BATCH
         )
 
+    @extend_schema(
+        operation_id="memory_store_batch",
+        summary="Remember many texts at once (all or none)",
+        request=InputSerializer,
+        responses={201: inline_serializer(name="MemoryBatchStored", fields={"ids": serializers.ListField(child=serializers.UUIDField())})},
+    )
     def post(self, request):
         data = self.InputSerializer(data=_json_object(request))
         data.is_valid(raise_exception=True)
@@ -135,6 +149,7 @@ class MemorySearchView(APIView):
         min_score = serializers.FloatField(required=False, min_value=-1.0, max_value=1.0)
         mode = serializers.ChoiceField(choices=SEARCH_MODES, required=False, default="hybrid")
 
+    @extend_schema_serializer(component_name="MemorySearchHit")
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField(source="memory.id")
         text = serializers.CharField(source="memory.text")
@@ -146,6 +161,17 @@ class MemorySearchView(APIView):
         created_at = serializers.DateTimeField(source="memory.created_at")
         expires_at = serializers.DateTimeField(source="memory.expires_at", allow_null=True)
 
+    @extend_schema(
+        operation_id="memory_search",
+        summary="Search memory, best first",
+        description=(
+            "Hybrid by default: vector similarity (Chroma) fused with PostgreSQL full-text search by reciprocal "
+            "rank. Filter by metadata with `metadata.<key>=<value>` (JSON-typed when it parses) or "
+            "`filter=<JSON object>`. `min_score` is a minimum cosine similarity; keyword matches are kept."
+        ),
+        parameters=[FilterSerializer, OpenApiParameter("filter", str, description='A JSON object, e.g. {"topic": "billing"}.')],
+        responses={200: inline_serializer(name="MemorySearchResults", fields={"results": OutputSerializer(many=True)})},
+    )
     def get(self, request):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -167,6 +193,22 @@ class MemoryListView(GenericAPIView):
     class FilterSerializer(serializers.Serializer):
         namespace = serializers.CharField(required=False, max_length=100)
 
+    @extend_schema(
+        operation_id="memory_list",
+        summary="List the caller's memories, newest first (paginated)",
+        parameters=[FilterSerializer, OpenApiParameter("page", int, description="Page number, from 1.")],
+        responses={
+            200: inline_serializer(
+                name="MemoryPage",
+                fields={
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": MemoryOutputSerializer(many=True),
+                },
+            )
+        },
+    )
     def get(self, request):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -178,6 +220,7 @@ class MemoryListView(GenericAPIView):
 class MemoryDetailView(APIView):
     """GET, PATCH ({text?, namespace?, metadata?, ttl?}) and DELETE one memory."""
 
+    @extend_schema_serializer(component_name="MemoryPatch")
     class PatchSerializer(serializers.Serializer):
         text = StrictCharField(required=False, max_length=settings.AGENTBUS_MEMORY_MAX_TEXT_CHARS, trim_whitespace=False)
         namespace = StrictCharField(required=False, max_length=100)
@@ -189,9 +232,16 @@ class MemoryDetailView(APIView):
                 raise serializers.ValidationError("must not be blank")
             return value
 
+    @extend_schema(operation_id="memory_get", summary="One memory", responses={200: MemoryOutputSerializer})
     def get(self, request, memory_id):
         return Response(MemoryOutputSerializer(memory_get(user=request.user, memory_id=memory_id)).data)
 
+    @extend_schema(
+        operation_id="memory_update",
+        summary="Change a memory (its history keeps every version)",
+        request=PatchSerializer,
+        responses={200: MemoryOutputSerializer},
+    )
     def patch(self, request, memory_id):
         # Someone else's memory is a 404 whatever the body says: look it up first.
         memory = memory_get_for_write(user=request.user, memory_id=memory_id)
@@ -204,6 +254,7 @@ class MemoryDetailView(APIView):
         memory = memory_update(memory=memory, actor=request.user, **data.validated_data)
         return Response(MemoryOutputSerializer(memory).data)
 
+    @extend_schema(operation_id="memory_delete", summary="Delete a memory", responses={204: None})
     def delete(self, request, memory_id):
         memory_delete(memory=memory_get_for_write(user=request.user, memory_id=memory_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -212,6 +263,7 @@ class MemoryDetailView(APIView):
 class MemoryHistoryView(APIView):
     """GET /memory/{id}/history: every version of the memory, oldest first."""
 
+    @extend_schema_serializer(component_name="MemoryVersion")
     class OutputSerializer(serializers.Serializer):
         version = serializers.IntegerField()
         action = serializers.CharField()
@@ -222,6 +274,11 @@ class MemoryHistoryView(APIView):
         actor = serializers.CharField(source="actor.username", allow_null=True, default=None)
         at = serializers.DateTimeField()
 
+    @extend_schema(
+        operation_id="memory_history",
+        summary="Every version of a memory, oldest first",
+        responses={200: inline_serializer(name="MemoryHistory", fields={"history": OutputSerializer(many=True)})},
+    )
     def get(self, request, memory_id):
         memory = memory_get(user=request.user, memory_id=memory_id)
         return Response({"history": self.OutputSerializer(memory_history(memory=memory), many=True).data})
