@@ -3,7 +3,7 @@ health, circuit); POST /agents registers an HTTP or LLM agent, staff only."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -45,6 +45,22 @@ class AgentListOutputSerializer(serializers.Serializer):
     agents = AgentOutputSerializer(many=True)
 
 
+EXAMPLE_AGENT = {
+    "name": "summarise",
+    "kind": "http",
+    "queue": "default",
+    "timeout": 120,
+    "max_attempts": 3,
+    "retry_backoff": 2.0,
+    "concurrency": 4,
+    "description": "Summarises a document.",
+    "source": "database",
+    "url": "https://agents.internal/summarise",
+    "health": {"status": "ok", "workers": 2, "running": 1},
+    "circuit": {"state": "closed", "failures": 0},
+}
+
+
 class AgentListView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
 
@@ -52,6 +68,7 @@ class AgentListView(APIView):
         operation_id="agents_list",
         summary="The registered agents, with health and circuit state",
         responses={200: AgentListOutputSerializer, 401: UNAUTHENTICATED},
+        examples=[OpenApiExample("One HTTP agent", value={"agents": [EXAMPLE_AGENT]}, response_only=True)],
     )
     def get(self, request):
         return Response({"agents": agents_with_health()})
@@ -67,6 +84,14 @@ class AgentListView(APIView):
             403: error("Only staff can register agents."),
             409: error("An agent with this name is already registered."),
         },
+        examples=[
+            OpenApiExample(
+                "An HTTP agent",
+                value={"name": "summarise", "kind": "http", "url": "https://agents.internal/summarise", "timeout": 120},
+                request_only=True,
+            ),
+            OpenApiExample("Registered", value=EXAMPLE_AGENT, response_only=True, status_codes=["201"]),
+        ],
     )
     def post(self, request):
         data = AgentConfigSerializer(data=request.data)
