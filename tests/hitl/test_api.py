@@ -220,3 +220,20 @@ def test_the_admin_shows_a_review_with_its_history(alice, client):
     assert listing.status_code == 200 and str(review.id)[:8] in listing.content.decode()
     page = client.get(f"/admin/jobs/review/{review.id}/change/").content.decode()
     assert "opened" in page and "decided" in page and "tightened" in page and "by hand" in page
+
+
+def test_the_inbox_costs_the_same_queries_for_one_review_or_many(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def inbox_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert alice.get("/reviews?status=pending").status_code == 200
+        return len(captured)
+
+    run_to_gate(submit(alice, {"plan": AFTER_GATE}))
+    one = inbox_queries()
+    for _ in range(5):
+        run_to_gate(submit(alice, {"plan": AFTER_GATE}))
+    assert len(alice.get("/reviews?status=pending").json()["results"]) == 6
+    assert inbox_queries() == one
