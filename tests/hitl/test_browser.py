@@ -85,6 +85,8 @@ def test_an_editor_changes_an_output_and_dependents_get_the_edit(pipeline, revie
     log_in(page, review_web.url, "eddie", then=f"/app/reviews/{review.id}")
 
     page.fill("#value", json.dumps({"text": "The fixed draft"}, indent=2))
+    preview = page.inner_text("#edit-preview")  # a live diff before deciding
+    assert '+   "text": "The fixed draft"' in preview and '-   "text": "a draft to fix",' in preview
     page.click("#edit")
     page.wait_for_selector("#diff")
     diff = page.inner_text("#diff")
