@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from rq import Worker
 
@@ -26,7 +28,7 @@ def test_an_agent_limited_to_one_task_never_runs_two_at_once_over_two_workers(pi
     tasks = Task.objects.filter(job_id=job_id)
     assert all(t.attempt == 1 for t in tasks)  # waiting for the slot spent no attempt
     runs = sorted((t.output["began"], t.output["ended"]) for t in tasks)
-    for earlier, later in zip(runs, runs[1:]):
+    for earlier, later in itertools.pairwise(runs):
         assert earlier[1] <= later[0], "two tasks of a limit-1 agent ran at once"
     deferred = JobEvent.objects.filter(job_id=job_id, type="task.deferred")
     assert deferred.exists()
