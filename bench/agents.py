@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ os.environ["AGENTBUS_LLM_BASE_URL"] = f"http://127.0.0.1:{LLM_PORT}/v1"
 os.environ.setdefault("AGENTBUS_LLM_MODEL", "bench-model")
 os.environ.setdefault("AGENTBUS_MAX_ACTIVE_JOBS_PER_USER", "0")  # the batches submit faster than they run
 
-from bench.pipeline import Stack, ensure_database, submit_jobs, wait_finished  # noqa: E402
+from bench.pipeline import Stack, ensure_database, submit_jobs, wait_finished
 
 SECRET = b"bench-secret"
 

@@ -130,6 +130,12 @@ def agent_get(name: str) -> AgentSpec | None:
     spec = _registry.get(name)
     if spec is None:
         spec = _db_agents().get(name)
+    if spec is None and time.monotonic() - _db_cache["loaded"] > _DB_CHECK_INTERVAL:
+        # A name we do not know may be one registered a moment ago whose version bump
+        # we missed (Redis flushed, or lost): read the rows again before saying no.
+        _db_cache["checked"] = -1e9
+        _db_cache["version"] = None
+        spec = _db_agents().get(name)
     return spec
 
 
