@@ -233,6 +233,7 @@ def main() -> int:
         running = Task.objects.filter(job_id__in=submitted, status__in=("queued", "running")).count()
         retried = JobEvent.objects.filter(job_id__in=submitted, type="task.retry").count()
         keys_at_end = client_redis.dbsize()
+        kinds = Counter(":".join(k.decode().split(":")[:2]) for k in client_redis.scan_iter(count=1000))
     finally:
         fleet.stop()
 
@@ -248,6 +249,7 @@ def main() -> int:
     print(f"sentinel worker RSS         {rss_start / 1024:.1f} MiB -> {rss_end / 1024:.1f} MiB "
           f"(growth {(rss_end - rss_start) / 1024:+.1f} MiB)")  # fmt: skip
     print(f"redis keys                  {keys_at_start} at start, {keys_at_end} at end")
+    print("  at end, by kind:          " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
     return 0 if lost == 0 and duplicated == 0 and running == 0 else 1
 
 
