@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -25,7 +25,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agentbus_site.api_errors import ApplicationError, flatten_errors
 from jobs.dashboard import (
     dashboard_jobs,
-    event_describe,
+    event_log_html,
+    graph_svg,
     job_artifacts_by_task,
     job_graph,
     job_reviews_by_task,
@@ -34,6 +35,8 @@ from jobs.dashboard import (
     job_timeline,
     jobs_progress,
     system_summary,
+    task_summary_html,
+    timeline_rows_html,
 )
 from jobs.models import JOB_ACTIVE, JobStatus
 from jobs.selectors import job_get, job_tasks
@@ -41,6 +44,7 @@ from jobs.services import job_cancel, job_retry_failed, job_submit
 from workers.registry import agents_all
 
 JOBS_PER_PAGE = 25
+TASK_BODIES_INLINE = 30
 EVENT_LOG_SIZE = 300
 
 EXAMPLE_PLANS = {
@@ -119,29 +123,44 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
     """/app/jobs/{id}: graph, timeline, tasks and the event log.
     ``?fragment=live`` renders everything but the event log, for the live refresh."""
     job = job_get(user=request.user, job_id=job_id)
-    tasks = list(job_tasks(job=job))
+    tasks_query = job_tasks(job=job)
+    lazy_bodies = tasks_query.count() > TASK_BODIES_INLINE
+    # A large job's task details load when opened: rendering (and reading) every task's
+    # input and output on each live redraw would cost far more than the API's JSON.
+    tasks = list(tasks_query.defer("input", "output") if lazy_bodies else tasks_query)
     now = timezone.now()
     timeline = job_timeline(job, tasks, job_status_events(job), now=now)
+    graph = job_graph(job, tasks)
     artifacts, reviews = job_artifacts_by_task(job), job_reviews_by_task(job)
     for row in timeline.rows:
         row.artifacts = artifacts.get(row.task.id, [])
         row.reviews = reviews.get(row.task.id, [])
+        row.summary_html = task_summary_html(row)
     context = {
         "job": job,
-        "graph": job_graph(job, tasks),
+        "graph": graph,
+        "graph_svg": graph_svg(graph),
         "timeline": timeline,
+        "timeline_html": timeline_rows_html(timeline),
         "title": _job_title(job),
         "duration": round(((job.finished_at or now) - (job.started_at or job.created_at)).total_seconds(), 1),
         "plan_reviews": reviews.get(None, []),
+        "lazy_bodies": lazy_bodies,
         "can_cancel": job.status in JOB_ACTIVE,
         "can_retry": job.status in (JobStatus.FAILED, JobStatus.CANCELLED),
         "result_json": _pretty(job.result) if job.result is not None else "",
     }
-    if request.GET.get("fragment") == "live":
+    fragment = request.GET.get("fragment")
+    if fragment == "live":
         return render(request, "jobs/_job_live.html", context)
+    if fragment == "task":
+        row = next((r for r in timeline.rows if r.task.key == request.GET.get("key")), None)
+        if row is None:
+            raise Http404("No such task.")
+        return render(request, "jobs/job/_task_body.html", {"row": row, "job": job})
     keys = {str(t.id): t.key for t in tasks}
     log = list(reversed(job.events.order_by("-seq")[:EVENT_LOG_SIZE]))
-    context["events"] = [(e, event_describe(e.as_message(), keys)) for e in log]
+    context["event_log_html"] = event_log_html(log, keys)
     context["page_data"] = {
         "job": str(job.id),
         # Where the rendered log ends (the job row was read earlier and may be behind):

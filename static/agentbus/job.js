@@ -95,10 +95,28 @@
         var current = document.querySelector('[data-region="' + fresh.dataset.region + '"]');
         if (current) current.replaceWith(document.importNode(fresh, true));
       });
-      document.querySelectorAll(".tasks details").forEach(function (d) { if (open[d.id]) d.open = true; });
+      document.querySelectorAll(".tasks details").forEach(function (d) {
+        if (open[d.id]) { d.open = true; loadBody(d); }
+      });
       live.setIndicator(mode);
     });
-  }, 300);
+  }, Math.min(2000, 300 + 5 * Object.keys(keys).length)); // a big job redraws less often
+
+  // A large job's task details are fetched when a task is opened (and again after a
+  // redraw while it stays open).
+  function loadBody(details) {
+    var body = details.querySelector(".task-body[data-lazy]");
+    if (!body || body.dataset.loading) return;
+    body.dataset.loading = "1";
+    live.getHTML(body.dataset.lazy).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      var fresh = doc.querySelector(".task-body");
+      if (fresh) body.replaceWith(document.importNode(fresh, true));
+    }).catch(function () { delete body.dataset.loading; });
+  }
+  document.addEventListener("toggle", function (event) {
+    if (event.target.matches && event.target.matches(".tasks details") && event.target.open) loadBody(event.target);
+  }, true);
 
   var catchingUp = false;
   function catchUp() {

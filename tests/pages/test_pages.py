@@ -324,3 +324,50 @@ def test_staff_see_orchestrator_worker_and_queue_health_on_the_dashboard(carol):
     html = staff.get("/app/").content.decode()
     assert 'aria-label="System"' in html and "QUEUES" in html and "<b>default</b>" in html
     assert 'aria-label="System"' not in browser(carol).get("/app/").content.decode()
+
+
+def _queries(client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_the_list_and_its_live_refresh_cost_the_same_queries_for_3_jobs_or_30(carol):
+    client = browser(carol)
+    for _ in range(3):
+        make_job(carol, status=JobStatus.RUNNING, tasks={"a": TaskStatus.SUCCEEDED, "b": TaskStatus.RUNNING})
+    few = _queries(client, "/app/?fragment=results")
+    for _ in range(27):
+        make_job(carol, status=JobStatus.RUNNING, tasks={"a": TaskStatus.SUCCEEDED, "b": TaskStatus.RUNNING})
+    assert _queries(client, "/app/?fragment=results") == few <= 7
+
+
+def test_the_job_page_costs_the_same_queries_for_a_small_or_a_large_job(carol):
+    client = browser(carol)
+    small = make_job(carol, status=JobStatus.RUNNING, tasks={"a": TaskStatus.RUNNING})
+    large = Job.objects.create(owner=carol, plan={"tasks": []}, status=JobStatus.RUNNING)
+    Task.objects.bulk_create(
+        Task(job=large, key=f"t{i}", agent="echo", queue="default", depends_on=[f"t{i - 1}"] if i else [])
+        for i in range(60)
+    )
+    for task in Task.objects.filter(job=large):
+        events_append(large.id, [NewEvent("task.status", task_id=task.id, status="queued", data={"key": task.key})])
+    assert _queries(client, f"/app/jobs/{large.id}") == _queries(client, f"/app/jobs/{small.id}")
+    assert _queries(client, f"/app/jobs/{large.id}?fragment=live") <= 9
+
+
+def test_a_large_jobs_task_details_load_when_opened(carol):
+    job = Job.objects.create(owner=carol, plan={"tasks": []}, status=JobStatus.RUNNING)
+    Task.objects.bulk_create(
+        Task(job=job, key=f"t{i}", agent="echo", queue="default", input={"n": i}) for i in range(40)
+    )
+    client = browser(carol)
+    html = client.get(f"/app/jobs/{job.id}").content.decode()
+    assert f'data-lazy="/app/jobs/{job.id}?fragment=task&amp;key=t7"' in html
+    assert "&quot;n&quot;: 7" not in html
+    body = client.get(f"/app/jobs/{job.id}?fragment=task&key=t7").content.decode()
+    assert '<div class="task-body">' in body and "&quot;n&quot;: 7" in body
+    assert client.get(f"/app/jobs/{job.id}?fragment=task&key=nope").status_code == 404
