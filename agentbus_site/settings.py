@@ -7,6 +7,7 @@ CHROMA_URL, SECRET_KEY and DEBUG=0.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -291,6 +292,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # WhiteNoise serves from STATIC_ROOT after `collectstatic`; reading the apps' static
 # folders directly as well means a deployment that skips that step still has its assets.
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+# Until `collectstatic` has run, STATIC_ROOT does not exist and WhiteNoise says so once
+# per process; the finders above serve the same files, so that warning is only noise.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise")
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 LANGUAGE_CODE = "en-us"
