@@ -215,3 +215,16 @@ def test_a_browser_session_authenticates_from_an_allowed_origin_only(web, alice)
     with pytest.raises(InvalidStatus):
         ws_connect(web, f"/ws/jobs/{job.id}", additional_headers={"Cookie": cookie}, origin="http://evil.example")
     assert get_user_model().objects.filter(username="alice").exists()
+
+
+def test_staff_watch_every_users_job_list_changes(web, alice, bob):
+    from tests.conftest import client_for
+
+    operator = client_for(make_user("list-operator", staff=True))
+    mine, theirs = a_quiet_job(alice.user), a_quiet_job(bob.user)
+    with ws_connect(web, "/ws/jobs/", authorization=token_of(operator)) as ws:
+        events_append(mine.id, [NewEvent("job.status", status="running")])
+        events_append(theirs.id, [NewEvent("job.status", status="failed")])
+        seen = {receive(ws)["job"], receive(ws)["job"]}
+        assert seen == {str(mine.id), str(theirs.id)}
+        nothing_more(ws, wait=0.5)  # once each: staff are not also in their own group
