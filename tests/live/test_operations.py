@@ -22,12 +22,13 @@ from tests.conftest import (
     wait_for,
     worker_registered,
 )
+from tests.live.conftest import WEB_PORT
 from workers.queue import TaskMessage, queue_get, tasks_enqueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORCHESTRATOR_METRICS = 8122
-WORKER_METRICS = 8123
+ORCHESTRATOR_METRICS = WEB_PORT + 2
+WORKER_METRICS = WEB_PORT + 3
 
 
 @pytest.fixture(scope="module")
