@@ -191,8 +191,9 @@ def job_new_page(request: HttpRequest) -> HttpResponse:
             "plan": request.POST.get("plan", ""),
             "priority": request.POST.get("priority", "0").strip() or "0",
             "form_key": request.POST.get("form_key", "")[:64],
+            "review_plan": request.POST.get("review_plan") == "on",
         }
-        body: dict = {"requirements": form["requirements"]}
+        body: dict = {"requirements": form["requirements"], "review_plan": form["review_plan"]}
         try:
             body["priority"] = int(form["priority"])
         except ValueError:
@@ -220,6 +221,7 @@ def job_new_page(request: HttpRequest) -> HttpResponse:
             "plan": _pretty(example["plan"]),
             "priority": "0",
             "form_key": uuid.uuid4().hex,
+            "review_plan": False,
         }
     status = 400 if errors else 200
     return render(
@@ -230,11 +232,14 @@ def job_new_page(request: HttpRequest) -> HttpResponse:
             "errors": errors,
             "plan_errors": sorted((k, v) for k, v in errors.items() if k == "plan" or k.startswith("plan.")),
             "other_errors": sorted(
-                (k, v) for k, v in errors.items() if k not in ("requirements", "priority") and not k.startswith("plan")
+                (k, v)
+                for k, v in errors.items()
+                if k not in ("requirements", "priority", "review_plan") and not k.startswith("plan")
             ),
             "examples": {name: {**e, "plan": _pretty(e["plan"])} for name, e in EXAMPLE_PLANS.items()},
             "max_requirements": settings.AGENTBUS_MAX_REQUIREMENTS_CHARS,
             "agents": [a for a in agents_all() if a.kind != "planner"],
+            "planner_configured": bool(settings.AGENTBUS_LLM_BASE_URL),
         },
         status=status,
     )

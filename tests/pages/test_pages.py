@@ -371,3 +371,9 @@ def test_a_large_jobs_task_details_load_when_opened(carol):
     body = client.get(f"/app/jobs/{job.id}?fragment=task&key=t7").content.decode()
     assert '<div class="task-body">' in body and "&quot;n&quot;: 7" in body
     assert client.get(f"/app/jobs/{job.id}?fragment=task&key=nope").status_code == 404
+
+
+def test_the_form_can_ask_for_the_plan_to_be_reviewed_first(carol):
+    body = {"requirements": "r", "plan": '{"tasks": [{"key": "x", "agent": "echo"}]}', "review_plan": "on"}
+    browser(carol).post("/app/jobs/new", body)
+    assert Job.objects.get(owner=carol).review_plan is True
