@@ -78,7 +78,11 @@ def http_agent_run(spec: AgentSpec, ctx):
         ask_human = getattr(ctx, "ask_human", None)
         if ask_human is None:
             raise NonRetryableError("the agent asked a human, but asking is not enabled on this server")
-        return ask_human(ask["question"], options=ask.get("options"))
+        answered = [a for a in (ctx.human or {}).get("answers", []) if a.get("question") == ask["question"]]
+        if answered:
+            # The answer was in this request's "human"; asking again would loop forever.
+            raise NonRetryableError(f"the agent asked again a question already answered: {ask['question']!r}")
+        ask_human(ask["question"], options=ask.get("options"))  # suspends the task (jobs.reviews)
     if "output" not in reply:
         raise NonRetryableError("the agent's response has neither 'output' nor 'ask'")
     spawn = reply.get("spawn")

@@ -117,3 +117,27 @@ def test_an_open_circuit_makes_tasks_wait_without_spending_attempts_and_shows_in
     deferred = JobEvent.objects.filter(job_id=job_id, type="task.deferred").first()
     assert "circuit" in deferred.data["reason"]
     assert circuit()["circuit"]["state"] == "closed"
+
+
+def test_an_http_agent_asking_a_human_is_called_again_with_the_answer(pipeline, staff, alice, serve):
+    from jobs.models import Review
+
+    def script(n, body):
+        answers = body["human"].get("answers", [])
+        if not answers:
+            return 200, {"ask": {"question": "Formal or casual?", "options": ["formal", "casual"]}}
+        return 200, {"output": {"tone": answers[-1]["answer"]}}
+
+    server = serve(AGENT_PORT, script)
+    register(staff, "writer-http")
+    job_id = submit(alice, {"plan": plan({"key": "w", "agent": "writer-http"})})
+    review = wait_for(lambda: Review.objects.filter(job_id=job_id, kind="question", status="pending").first(), message="question")
+    assert review.proposed == {"question": "Formal or casual?", "options": ["formal", "casual"]}
+    assert Task.objects.get(job_id=job_id).status == "awaiting_input"
+
+    response = alice.post(f"/reviews/{review.id}/decision", {"decision": "respond", "answer": "casual"}, format="json")
+    assert response.status_code == 200, response.content
+    assert job_wait(job_id).status == "succeeded"
+    assert Task.objects.get(job_id=job_id).output == {"tone": "casual"}
+    assert server.calls == 2
+    assert server.requests[1]["body"]["human"]["answers"] == [{"question": "Formal or casual?", "answer": "casual"}]
