@@ -113,3 +113,26 @@ def test_with_an_llm_a_job_needs_requirements_or_a_plan(alice, llm_configured):
     response = alice.post("/jobs", {"requirements": "  "}, format="json")
     assert response.status_code == 400
     assert "requirements" in response.json()["fields"]
+
+
+def test_a_planned_job_with_plan_review_is_planned_again_with_the_reviewers_feedback(llm_worker, llm_configured, alice, serve):
+    from jobs.models import Review
+    from tests.conftest import wait_for
+
+    plans = [{"tasks": [{"key": "draft", "agent": "echo"}]}, {"tasks": [{"key": "outline", "agent": "echo"}, {"key": "draft", "agent": "echo", "depends_on": ["outline"]}]}]
+    server = serve(LLM_PORT, lambda n, body: (200, chat_completion(json.dumps(plans[min(n, 2) - 1]))))
+    job_id = submit(alice, {"requirements": "Write a memo.", "review_plan": True})
+
+    def pending_plan_review():
+        return Review.objects.filter(job_id=job_id, kind="plan", status="pending").first()
+
+    first = wait_for(pending_plan_review, message="the plan review")
+    assert first.proposed["tasks"][0]["key"] == "draft"
+    response = alice.post(f"/reviews/{first.id}/decision", {"decision": "reject", "comment": "Outline first."}, format="json")
+    assert response.status_code == 200, response.content
+    second = wait_for(lambda: (r := pending_plan_review()) and r.pk != first.pk and r, message="the new plan's review")
+    assert [t["key"] for t in second.proposed["tasks"]] == ["outline", "draft"]
+    assert "Outline first." in server.requests[1]["body"]["messages"][-1]["content"]
+    assert alice.post(f"/reviews/{second.id}/decision", {"decision": "approve"}, format="json").status_code == 200
+    assert job_wait(job_id).status == "succeeded"
+    assert set(Task.objects.filter(job_id=job_id).values_list("key", flat=True)) == {"_plan", "outline", "draft"}
