@@ -48,8 +48,9 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
     if spec is None or (spec.kind in ("python", "planner") and spec.handler is None):
         task_fail_attempt(task=task, error=f"agent '{task.agent}' is not registered in worker {worker}", retryable=True)
         return
-    # Waiting for an open circuit or a free slot does not spend the attempt.
-    wait = breaker_wait_seconds(spec)
+    # Waiting for an open circuit or a free slot does not spend the attempt. (A Python
+    # agent's circuit guards only its ctx.llm calls, which defer on their own if open.)
+    wait = breaker_wait_seconds(spec) if spec.kind != "python" else 0.0
     if wait > 0:
         task_defer(task=task, delay=wait, reason=f"circuit of agent '{spec.name}' is open")
         return
