@@ -18,7 +18,7 @@ def submit(client, body: dict) -> str:
     return response.json()["id"]
 
 
-def pending_review(job_id, *, key=None, kind=None, timeout: float = 20) -> Review:
+def pending_review(job_id, *, key=None, kind=None, timeout: float = 40) -> Review:
     def find():
         reviews = Review.objects.filter(job_id=job_id, status="pending")
         if key:
