@@ -159,6 +159,10 @@ def test_the_job_list_filters_and_updates_live(pipeline, web, browser_page):
     page.click("text=Clear")
     assert page.locator("tr.job-row").count() == 4
     assert page.errors == []
+    # Leave nothing running: the orchestrator must be idle when the test database is
+    # flushed, or its row locks and the flush's table locks can deadlock.
+    for job in Job.objects.filter(owner=user):
+        job_wait(job.id)
 
 
 def test_another_users_job_is_a_not_found_page_in_the_browser(pipeline, web, browser_page):
@@ -170,6 +174,7 @@ def test_another_users_job_is_a_not_found_page_in_the_browser(pipeline, web, bro
     response = page.goto(f"{web}/app/jobs/{job.id}")
     assert response.status == 404
     assert "Not found" in page.inner_text("h1")
+    job_wait(job.id)
 
 
 def test_without_websockets_the_job_page_polls_the_event_log_and_still_updates(pipeline, web, browser_page):
@@ -189,4 +194,32 @@ def test_without_websockets_the_job_page_polls_the_event_log_and_still_updates(p
     seqs = page.eval_on_selector_all("#event-log li", "items => items.map(li => Number(li.dataset.seq))")
     assert seqs == list(range(1, len(seqs) + 1))  # every event once, in order
     assert page.evaluate("window.__sameDocument") is True
+    assert page.errors == []
+
+
+def test_the_retry_and_cancel_buttons_act_on_the_job_from_its_page(pipeline, web, browser_page):
+    page = browser_page
+    page.on("dialog", lambda dialog: dialog.accept())  # "Cancel this job?"
+    user = make_user("jack")
+    log_in(page, web, "jack")
+
+    # Fails on its only attempt, succeeds on the next: one retry makes the job succeed.
+    failing, _ = job_submit(
+        owner=user, spec={"plan": plan({"key": "shaky", "agent": "flaky", "max_attempts": 1, "input": {"succeed_on": 2}})}
+    )
+    assert job_wait(failing.id).status == "failed"
+    page.goto(f"{web}/app/jobs/{failing.id}")
+    assert page.locator('#task-graph .node.st-failed[data-key="shaky"]').count() == 1
+    page.click("#retry-button")
+    page.wait_for_selector('#job-status[data-status="succeeded"]', timeout=45_000)
+    page.wait_for_selector('#task-graph .node.st-succeeded[data-key="shaky"]')
+    assert "Retrying the failed tasks" in page.inner_text(".messages")
+
+    slow, _ = job_submit(owner=user, spec={"plan": plan({"key": "long", "agent": "sleepy", "input": {"seconds": 30}})})
+    page.goto(f"{web}/app/jobs/{slow.id}")
+    page.wait_for_selector('#task-graph .node.st-running[data-key="long"]', timeout=30_000)
+    page.click("#cancel-button")
+    page.wait_for_selector('#job-status[data-status="cancelled"]')
+    assert page.locator('#task-graph .node.st-cancelled[data-key="long"]').count() == 1
+    assert job_wait(slow.id).status == "cancelled"
     assert page.errors == []
