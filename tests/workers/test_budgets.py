@@ -35,7 +35,10 @@ def test_a_job_over_its_token_budget_stops_with_the_reason(llm_worker, llm_confi
     assert job.status == "failed"
     assert job.error == "budget: the job used 60 LLM tokens, over its max_tokens of 45"
     statuses = dict(Task.objects.filter(job_id=job_id).values_list("key", "status"))
-    assert statuses == {"one": "succeeded", "two": "succeeded", "three": "cancelled"}
+    # The job stops the moment its usage crosses the budget: "two" may be stopped before
+    # its worker records its output; "three" never runs.
+    assert statuses["one"] == "succeeded" and statuses["two"] in ("succeeded", "cancelled")
+    assert statuses["three"] == "cancelled"
     # The second call was capped at what was left of the budget.
     assert server.requests[1]["body"]["max_tokens"] == 15
     assert server.calls == 2
