@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -138,11 +139,17 @@ RQ = {
 AGENTBUS_CHANNEL_LAYER = env_str("AGENTBUS_CHANNEL_LAYER", "pubsub").strip().lower()
 if AGENTBUS_CHANNEL_LAYER not in ("pubsub", "lists"):
     raise ImproperlyConfigured(f"AGENTBUS_CHANNEL_LAYER={AGENTBUS_CHANNEL_LAYER!r} must be pubsub or lists")
+# Redis pub/sub channels ignore the database number, so two deployments (or test runs)
+# on one Redis server with different databases would hear each other's group messages:
+# the prefix carries the database number unless set explicitly.
+AGENTBUS_CHANNEL_PREFIX = env_str(
+    "AGENTBUS_CHANNEL_PREFIX", f"agentbus:db{(urlparse(REDIS_URL).path.strip('/') or '0')}:channels"
+)
 CHANNEL_LAYERS = {
     "default": (
         {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentbus:channels"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": AGENTBUS_CHANNEL_PREFIX},
         }
         if AGENTBUS_CHANNEL_LAYER == "pubsub"
         else {

@@ -1,4 +1,4 @@
-"""A real ASGI server (daphne, as the Procfile's web process) for websocket and HTTP
+"""A real ASGI server (uvicorn, as the Procfile's web process) for websocket and HTTP
 tests, on the test database and the test Redis (the real channel layer)."""
 
 from __future__ import annotations
@@ -59,15 +59,23 @@ def server_stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+# The Procfile's web server (uvicorn, measured faster in bench/live.py); daphne, which
+# `runserver` uses, with AGENTBUS_TEST_ASGI_SERVER=daphne (the browser tests use it too).
+ASGI_SERVERS = {
+    "uvicorn": [
+        "uvicorn", "agentbus_site.asgi:application", "--host", "127.0.0.1", "--port", str(WEB_PORT),
+        "--ws", "websockets", "--lifespan", "off", "--no-access-log",
+    ],
+    "daphne": ["daphne", "-b", "127.0.0.1", "-p", str(WEB_PORT), "agentbus_site.asgi:application"],
+}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def web(django_db_setup, redis_flushed, tmp_path_factory):
-    """daphne serving agentbus_site.asgi on 127.0.0.1:WEB_PORT."""
-    log_path = tmp_path_factory.mktemp("web") / "daphne.log"
-    proc = server_start(
-        ["daphne", "-b", "127.0.0.1", "-p", str(WEB_PORT), "agentbus_site.asgi:application"],
-        port=WEB_PORT,
-        log_path=log_path,
-    )
+    """The ASGI server serving agentbus_site.asgi on 127.0.0.1:WEB_PORT."""
+    server = os.environ.get("AGENTBUS_TEST_ASGI_SERVER", "uvicorn")
+    log_path = tmp_path_factory.mktemp("web") / f"{server}.log"
+    proc = server_start(ASGI_SERVERS[server], port=WEB_PORT, log_path=log_path)
     yield SimpleNamespace(
         http=f"http://127.0.0.1:{WEB_PORT}", ws=f"ws://127.0.0.1:{WEB_PORT}", proc=proc, log_path=log_path
     )
