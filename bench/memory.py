@@ -5,9 +5,13 @@
 1. A real web process (daphne, as the Procfile runs it) on 127.0.0.1:--port, and a
    Chroma server (the one at BENCH_CHROMA_URL, or one started here with chroma_serve).
 2. Memories are sentences of the BEIR SciFact abstracts (/work/shared/data/scifact or
-   ../shared/data/scifact); queries are SciFact's claims. Everything is stored through
-   the API: the first 200 one by one (POST /memory/store), the rest in batches of 100
-   (POST /memory/batch); both throughputs are printed.
+   ../shared/data/scifact); queries are SciFact's claims. The first --api-stores
+   memories are stored through the API: 200 one by one (POST /memory/store), the rest
+   in batches of 100 (POST /memory/batch); both throughputs are printed. Beyond that
+   (the 10k size), rows are written to PostgreSQL in bulk with their real text, and each
+   gets the vector of one of the API-stored sentences plus a little noise (so all are
+   distinct): embedding 10k texts takes minutes on a busy 2-core machine, and search
+   latency depends on how many vectors and rows there are, not on which.
 3. At each size, p50/p95 of:
    - API hybrid:  GET /memory/search?q=...&k=10 over HTTP (auth, scope, embedding,
      Chroma, PostgreSQL full-text, fusion, hydration from PostgreSQL);
@@ -31,7 +35,6 @@ import os
 import random
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,12 +98,17 @@ def queries(n: int) -> list[str]:
 
 class Api:
     def __init__(self, port: int, token: str) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=self.headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=self.headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):  # the server closed an idle keep-alive
+            self.conn.close()
+            self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=self.headers)
+            response = self.conn.getresponse()
         data = response.read()
         if response.status >= 300:
             raise RuntimeError(f"{method} {path} -> {response.status}: {data[:300]!r}")
@@ -135,12 +143,43 @@ def wait_http(port: int, path: str = "/healthz", timeout: float = 60) -> None:
     raise SystemExit(f"nothing answered on port {port}")
 
 
+def fill(user, texts: list[str], start: int, end: int) -> None:
+    """Write memories start..end straight to PostgreSQL and Chroma (see step 2)."""
+    import numpy as np
+    from django.utils import timezone
+
+    from memory.chroma import chroma_collection, chroma_upsert
+    from memory.models import Memory, MemoryChange
+    from memory.services import chroma_metadata, search_vector_refresh
+
+    pool_ids = [str(i) for i in Memory.objects.filter(owner=user).values_list("id", flat=True)]
+    pool = np.array(chroma_collection().get(ids=pool_ids, include=["embeddings"])["embeddings"], dtype=np.float32)
+    rng = np.random.default_rng(5)
+    now = timezone.now()
+    for chunk_start in range(start, end, 500):
+        rows = [Memory(owner=user, text=texts[i], metadata={"n": i}, indexed_at=now)
+                for i in range(chunk_start, min(chunk_start + 500, end))]
+        Memory.objects.bulk_create(rows)
+        MemoryChange.objects.bulk_create(
+            MemoryChange(memory=m, version=1, action="created", text=m.text, namespace=m.namespace, metadata=m.metadata,
+                         actor=user, at=now)
+            for m in rows
+        )
+        vectors = pool[rng.integers(0, len(pool), len(rows))] + rng.normal(0, 0.02, (len(rows), pool.shape[1]))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        chroma_upsert(ids=[str(m.id) for m in rows], embeddings=vectors.tolist(), metadatas=[chroma_metadata(m) for m in rows])
+        search_vector_refresh(ids=[m.id for m in rows])
+        sys.stderr.write(f"\r  filled {chunk_start + len(rows)}/{end}")
+    sys.stderr.write("\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--raw-queries", type=int, default=30, help="queries for raw Chroma with its own embedding (slow)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "8112")))
+    parser.add_argument("--api-stores", type=int, default=1000, help="memories stored through the API (embedded)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if SCIFACT is None:
@@ -205,6 +244,9 @@ def main() -> None:
                     api.call("POST", "/memory/store", {"text": text, "metadata": {"n": stored}})
                     stored += 1
                 throughput["single"] = len(singles) / (time.perf_counter() - t)
+            if stored < size and stored >= args.api_stores:
+                fill(user, texts, stored, size)
+                stored = size
             if stored < size:
                 t, n = time.perf_counter(), size - stored
                 for start in range(stored, size, BATCH):
@@ -227,15 +269,15 @@ def main() -> None:
             vector = timed(lambda q: api_search(q, "vector"), claims)
             raw = timed(lambda q: raw_chroma.query(query_embeddings=ef([q]), n_results=10), claims[: args.raw_queries])
             index = timed(lambda q, v=vectors: raw_chroma.query(query_embeddings=[v[q]], n_results=10), claims)
-            base = statistics.median(raw)
+            base = pct(raw, 50)
+            if not rows:
+                print(f"{'memories':>8}  {'path':<32} {'p50 ms':>8} {'p95 ms':>8} {'p50 / raw':>9} {'n':>4}")
             for name, values in (("API hybrid", hybrid), ("API vector", vector),
                                  ("raw Chroma (its own embedding)", raw), ("raw Chroma, pre-embedded", index)):
                 rows.append((size, name, pct(values, 50), pct(values, 95), pct(values, 50) / base, len(values)))
+                print(f"{size:>8}  {name:<32} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} "
+                      f"{pct(values, 50) / base:>9.2f} {len(values):>4}", flush=True)
 
-        print()
-        print(f"{'memories':>8}  {'path':<32} {'p50 ms':>8} {'p95 ms':>8} {'p50 / raw':>9} {'n':>4}")
-        for size, name, p50, p95, ratio, n in rows:
-            print(f"{size:>8}  {name:<32} {p50:>8.1f} {p95:>8.1f} {ratio:>9.2f} {n:>4}")
         print()
         for name, per_second in throughput.items():
             print(f"store throughput, {name:<16} {per_second:>8.1f} memories/s")

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/agentbus_memory_bench")
 os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
-os.environ["CHROMA_URL"] = os.environ.get("BENCH_CHROMA_URL", "http://127.0.0.1:8113")
+os.environ["CHROMA_URL"] = os.environ.get("BENCH_RETRIEVAL_CHROMA_URL", "http://127.0.0.1:8114")
 os.environ["AGENTBUS_MEMORY_COLLECTION"] = "agentbus-memory-retrieval"
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DEBUG", "0")

@@ -13,6 +13,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
 
@@ -79,6 +80,9 @@ class Memory(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     # NULL = Chroma does not reflect this version yet (see the module docstring).
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # The text's full-text vector (english), kept by memory.services on PostgreSQL, so that
+    # ranking a keyword search reads it instead of re-parsing every matching text.
+    search_vector = SearchVectorField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -89,7 +93,8 @@ class Memory(models.Model):
             models.Index(fields=["namespace", "-created_at"], name="memory_shared_ns", condition=Q(shared=True)),
             # The repair pass (memory_index_pending): rows Chroma does not reflect yet.
             models.Index(fields=["updated_at"], name="memory_unindexed", condition=Q(indexed_at__isnull=True)),
-            # The full-text GIN index is created in migration 0002 on PostgreSQL only.
+            # The full-text GIN index on search_vector is created in migration 0003, on
+            # PostgreSQL only (SQLite has no GIN; search falls back to a keyword match).
         ]
 
     def __str__(self) -> str:

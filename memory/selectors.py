@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.http import Http404
 from django.utils import timezone
@@ -172,9 +172,10 @@ def _keyword_terms(query: str) -> list[str]:
 def _keyword_ranked(base: QuerySet[Memory], query: str, limit: int) -> list[str]:
     """Ids of the memories matching any of the query's words, best first.
 
-    PostgreSQL: full-text search (english stemming, ts_rank) over the GIN index from
-    migration 0002; any word may match (OR), so a natural-language question still finds
-    documents, and a document with more of its words ranks higher.
+    PostgreSQL: full-text search (english stemming, ts_rank) over the stored
+    ``search_vector`` and its GIN index (migration 0003). Any word may match (OR), so a
+    natural-language question still finds documents, and one with more of its words
+    ranks higher.
     Elsewhere (SQLite, the laptop default): a case-insensitive substring match per word,
     ranked by how many words match; fine for a laptop's few thousand memories.
     """
@@ -182,14 +183,12 @@ def _keyword_ranked(base: QuerySet[Memory], query: str, limit: int) -> list[str]
     if not terms:
         return []
     if connection.vendor == "postgresql":
-        from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+        from django.contrib.postgres.search import SearchQuery, SearchRank
 
-        vector = SearchVector("text", config="english")
         ts_query = SearchQuery(" or ".join(terms), config="english", search_type="websearch")
         rows = (
-            base.annotate(rank=SearchRank(vector, ts_query))
-            .alias(document=vector)
-            .filter(document=ts_query)
+            base.filter(search_vector=ts_query)
+            .annotate(rank=SearchRank(F("search_vector"), ts_query))
             .order_by("-rank", "-created_at")
             .values_list("id", flat=True)[:limit]
         )

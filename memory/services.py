@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 from rest_framework import status
@@ -105,6 +105,7 @@ def memory_store_many(*, owner, items: list[NewMemory]) -> list[Memory]:
         Memory.objects.bulk_create(memories)
         MemoryChange.objects.bulk_create(_change(m, MemoryChange.Action.CREATED, owner, now) for m in memories)
         ids = [m.id for m in memories]
+        search_vector_refresh(ids=ids)
         transaction.on_commit(lambda: _index_then_repair(ids), robust=True)
     return memories
 
@@ -144,6 +145,8 @@ def memory_update(
         locked.indexed_at = None
         locked.save()
         MemoryChange.objects.create(**_change_fields(locked, MemoryChange.Action.UPDATED, actor, now))
+        if text is not _UNSET:
+            search_vector_refresh(ids=[locked.id])
         transaction.on_commit(lambda: memory_index(ids=[locked.id]), robust=True)
     return locked
 
@@ -162,6 +165,14 @@ def memory_delete(*, memory: Memory, actor) -> None:
         locked.save(update_fields=["deleted_at", "version", "indexed_at", "updated_at"])
         MemoryChange.objects.create(**_change_fields(locked, MemoryChange.Action.DELETED, actor, now))
         transaction.on_commit(lambda: memory_index(ids=[locked.id]), robust=True)
+
+
+def search_vector_refresh(*, ids: list) -> None:
+    """Recompute the stored full-text vector of these rows (PostgreSQL; a no-op elsewhere)."""
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchVector
+
+        Memory.objects.filter(id__in=ids).update(search_vector=SearchVector("text", config="english"))
 
 
 def _change_fields(memory: Memory, action: str, actor, at: datetime) -> dict:
