@@ -194,7 +194,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser, also refusing NUL and unpaired surrogates (PostgreSQL cannot store them).
+    "DEFAULT_PARSER_CLASSES": ["agentbus_site.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "agentbus_site.api_errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "agentbus_site.pagination.Pagination",
     "PAGE_SIZE": 50,

@@ -69,3 +69,20 @@ def test_nothing_is_written_for_a_refused_job(alice):
         "/jobs", {"plan": {"tasks": [{"key": "a", "agent": "nope"}]}}, format="json"
     )
     assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"plan": {"tasks": [{"key": "a", "agent": "echo"}]}, "metadata": {"k": "nul \\u0000 inside"}}',
+        '{"plan": {"tasks": [{"key": "a", "agent": "echo", "input": {"\\ud800": 1}}]}}',
+    ],
+    ids=["nul-in-a-value", "lone-surrogate-in-a-key"],
+)
+def test_json_that_postgresql_cannot_store_is_a_400_not_a_500(alice, body):
+    from jobs.models import Job
+
+    response = alice.post("/jobs", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "parse_error"
+    assert Job.objects.count() == 0

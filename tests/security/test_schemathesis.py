@@ -24,7 +24,7 @@ from tests.faults.servers import RedisServer
 
 PORT = 8156
 REDIS_PORT = 8157
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10"))
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
