@@ -94,9 +94,21 @@ def http_agent_run(spec: AgentSpec, ctx):
     return reply["output"]
 
 
+_client: httpx.Client | None = None
+
+
+def _http_client() -> httpx.Client:
+    # One pooled client per process: a new one per call would build a TLS context and
+    # open a new connection every time, which costs more than a fast agent's answer.
+    global _client
+    if _client is None:
+        _client = httpx.Client(follow_redirects=False)
+    return _client
+
+
 def _post(url: str, body: bytes, headers: dict, timeout: float) -> dict:
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
+        response = _http_client().post(url, content=body, headers=headers, timeout=timeout)
     except httpx.TimeoutException as exc:
         raise HttpAgentError(f"no answer from {url} within {timeout}s") from exc
     except httpx.HTTPError as exc:
