@@ -8,6 +8,7 @@ import re
 
 from django.conf import settings
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     extend_schema,
     extend_schema_serializer,
@@ -33,6 +34,24 @@ from memory.services import NewMemory, memory_delete, memory_store_many, memory_
 
 MAX_TTL = 10 * 365 * 24 * 3600
 METADATA_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
+
+
+EXAMPLE_MEMORY = {
+    "id": "3f6a1c2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
+    "text": "The billing service retries card payments three times.",
+    "namespace": "default",
+    "metadata": {"topic": "billing"},
+    "owner": "alice",
+    "version": 1,
+    "created_at": "2026-11-24T10:00:00Z",
+    "updated_at": "2026-11-24T10:00:00Z",
+    "expires_at": None,
+}
+EXAMPLE_STORE = {"text": EXAMPLE_MEMORY["text"], "namespace": "default", "metadata": {"topic": "billing"}, "ttl": 86400}
+
+
+def _example(name: str, value, **kwargs) -> OpenApiExample:
+    return OpenApiExample(name, value=value, response_only=True, **kwargs)
 
 
 class MemoryOutputSerializer(serializers.Serializer):
@@ -78,6 +97,10 @@ class MemoryStoreView(APIView):
         description="`ttl` is in seconds; `namespace` defaults to `default` (private) unless it names a shared one.",
         request=MemoryInputSerializer,
         responses={201: inline_serializer(name="MemoryStored", fields={"id": serializers.UUIDField()})},
+        examples=[
+            OpenApiExample("A fact", value=EXAMPLE_STORE, request_only=True),
+            _example("Stored", {"id": EXAMPLE_MEMORY["id"]}, status_codes=["201"]),
+        ],
     )
     def post(self, request):
         data = MemoryInputSerializer(data=_json_object(request))
@@ -100,6 +123,10 @@ class MemoryBatchStoreView(APIView):
         summary="Remember many texts at once (all or none)",
         request=InputSerializer,
         responses={201: inline_serializer(name="MemoryBatchStored", fields={"ids": serializers.ListField(child=serializers.UUIDField())})},
+        examples=[
+            OpenApiExample("Two facts", value={"memories": [EXAMPLE_STORE, {"text": "Refunds take 5 days."}]}, request_only=True),
+            _example("Stored", {"ids": [EXAMPLE_MEMORY["id"], "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"]}, status_codes=["201"]),
+        ],
     )
     def post(self, request):
         data = self.InputSerializer(data=_json_object(request))
@@ -176,6 +203,26 @@ class MemorySearchView(APIView):
         ),
         parameters=[FilterSerializer, OpenApiParameter("filter", str, description='A JSON object, e.g. {"topic": "billing"}.')],
         responses={200: inline_serializer(name="MemorySearchResults", fields={"results": OutputSerializer(many=True)})},
+        examples=[
+            _example(
+                "One hit",
+                {
+                    "results": [
+                        {
+                            "id": EXAMPLE_MEMORY["id"],
+                            "text": EXAMPLE_MEMORY["text"],
+                            "score": 0.0328,
+                            "similarity": 0.81,
+                            "matched": ["vector", "keyword"],
+                            "metadata": {"topic": "billing"},
+                            "namespace": "default",
+                            "created_at": "2026-11-24T10:00:00Z",
+                            "expires_at": None,
+                        }
+                    ]
+                },
+            )
+        ],
     )
     def get(self, request):
         params = self.FilterSerializer(data=request.query_params)
@@ -213,6 +260,7 @@ class MemoryListView(GenericAPIView):
                 },
             )
         },
+        examples=[_example("A page", {"count": 1, "next": None, "previous": None, "results": [EXAMPLE_MEMORY]})],
     )
     def get(self, request):
         params = self.FilterSerializer(data=request.query_params)
@@ -237,7 +285,12 @@ class MemoryDetailView(APIView):
                 raise serializers.ValidationError("must not be blank")
             return value
 
-    @extend_schema(operation_id="memory_get", summary="One memory", responses={200: MemoryOutputSerializer})
+    @extend_schema(
+        operation_id="memory_get",
+        summary="One memory",
+        responses={200: MemoryOutputSerializer},
+        examples=[_example("A memory", EXAMPLE_MEMORY)],
+    )
     def get(self, request, memory_id):
         return Response(MemoryOutputSerializer(memory_get(user=request.user, memory_id=memory_id)).data)
 
@@ -246,6 +299,10 @@ class MemoryDetailView(APIView):
         summary="Change a memory (its history keeps every version)",
         request=PatchSerializer,
         responses={200: MemoryOutputSerializer},
+        examples=[
+            OpenApiExample("New text", value={"text": "The billing service retries card payments five times."}, request_only=True),
+            _example("Updated", {**EXAMPLE_MEMORY, "text": "The billing service retries card payments five times.", "version": 2}),
+        ],
     )
     def patch(self, request, memory_id):
         # Someone else's memory is a 404 whatever the body says: look it up first.
@@ -283,6 +340,19 @@ class MemoryHistoryView(APIView):
         operation_id="memory_history",
         summary="Every version of a memory, oldest first",
         responses={200: inline_serializer(name="MemoryHistory", fields={"history": OutputSerializer(many=True)})},
+        examples=[
+            _example(
+                "Created, then edited",
+                {
+                    "history": [
+                        {"version": 1, "action": "created", "text": "retries three times", "namespace": "default",
+                         "metadata": {}, "expires_at": None, "actor": "alice", "at": "2026-11-24T10:00:00Z"},
+                        {"version": 2, "action": "updated", "text": "retries five times", "namespace": "default",
+                         "metadata": {}, "expires_at": None, "actor": "alice", "at": "2026-11-24T11:00:00Z"},
+                    ]
+                },
+            )
+        ],
     )
     def get(self, request, memory_id):
         memory = memory_get(user=request.user, memory_id=memory_id)
