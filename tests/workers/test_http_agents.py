@@ -141,3 +141,14 @@ def test_an_http_agent_asking_a_human_is_called_again_with_the_answer(pipeline, 
     assert Task.objects.get(job_id=job_id).output == {"tone": "casual"}
     assert server.calls == 2
     assert server.requests[1]["body"]["human"]["answers"] == [{"question": "Formal or casual?", "answer": "casual"}]
+
+
+def test_an_http_agent_can_add_follow_up_tasks_to_its_job(pipeline, staff, alice, serve):
+    follow_ups = [{"key": "page-1", "agent": "echo", "input": {"page": 1}}, {"key": "page-2", "agent": "echo", "input": {"page": 2}}]
+    serve(AGENT_PORT, lambda n, body: (200, {"output": {"pages": 2}, "spawn": follow_ups}))
+    register(staff, "crawler-http")
+    job_id = submit(alice, {"plan": plan({"key": "crawl", "agent": "crawler-http"})})
+    job = job_wait(job_id)
+    assert job.status == "succeeded", job.error
+    assert set(job.result["outputs"]) == {"page-1", "page-2"}
+    assert job.result["outputs"]["page-2"] == {"input": {"page": 2}, "upstream": {"crawl": {"pages": 2}}}
