@@ -16,6 +16,10 @@ os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 # Production redirects plain HTTP to HTTPS; the test servers speak plain HTTP.
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+# The whole session shares one Redis, and in-process clients all come from 127.0.0.1: keep
+# the API rate limits out of the way; tests/security sets its own to test them.
+os.environ.setdefault("THROTTLE_USER_RATE", "100000/min")
+os.environ.setdefault("THROTTLE_ANON_RATE", "100000/min")
 os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents,tests.hitl.agents,tests.workers.agents")
 # The planner and LLM test agents run on their own queues, served by a worker that
 # tests/workers starts with the scripted LLM's URL (the shared worker serves "default").
