@@ -111,7 +111,7 @@ class Api:
             response = self.conn.getresponse()
         data = response.read()
         if response.status >= 300:
-            raise RuntimeError(f"{method} {path} -> {response.status}: {data[:300]!r}")
+            raise RuntimeError(f"{method} {path} -> {response.status}: {data[:300]!r} (see the web log)")
         return json.loads(data) if data else {}
 
 
@@ -221,8 +221,10 @@ def main() -> None:
         _, token = ApiToken.issue(user=user)
 
         daphne = str(Path(sys.executable).with_name("daphne"))
+        web_log = Path(tempfile.mkdtemp(prefix="bench-web-")) / "daphne.log"
+        print(f"web log: {web_log}")
         started.append(subprocess.Popen([daphne, "-b", "127.0.0.1", "-p", str(args.port), "agentbus_site.asgi:application"],
-                                        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+                                        cwd=ROOT, stdout=web_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
         wait_http(args.port)
         api = Api(args.port, token)
 
