@@ -141,49 +141,5 @@ class AgentContext:
         )
         return str(memory.id)
 
-    def memory_search(
-        self,
-        query: str,
-        *,
-        k: int = 5,
-        namespace: str | None = None,
-        filters: dict | None = None,
-        min_score: float | None = None,
-    ) -> list[dict]:
-        """Search the job owner's long-term memory (their own, and shared namespaces
-        granted to them), best first: ``[{"id", "text", "score", "metadata", "namespace"}]``."""
-        from memory.selectors import memory_search
-
-        hits = memory_search(
-            user=self._task.job.owner, query=query, k=k, namespace=namespace, filters=filters, min_score=min_score
-        )
-        return [
-            {
-                "id": str(hit.memory.id),
-                "text": hit.memory.text,
-                "score": hit.score,
-                "metadata": hit.memory.metadata,
-                "namespace": hit.memory.namespace,
-            }
-            for hit in hits
-        ]
-
-    def memory_store(
-        self, text: str, *, namespace: str = "default", metadata: dict | None = None, ttl: int | None = None
-    ) -> str:
-        """Remember ``text`` for the job's owner, with this job and task as provenance in
-        its metadata; returns the memory's id."""
-        from memory.services import memory_store
-
-        provenance = {"source": "agent", "job": self.job_id, "task": self.task_id, "task_key": self.task_key}
-        memory = memory_store(
-            owner=self._task.job.owner,
-            text=text,
-            namespace=namespace,
-            metadata={**(metadata or {}), **provenance},
-            ttl=ttl,
-        )
-        return str(memory.id)
-
     def __repr__(self) -> str:
         return f"<AgentContext {self.task_key} attempt {self.attempt}>"
