@@ -263,3 +263,28 @@ def test_a_second_decision_is_a_conflict_and_another_users_review_is_not_found(p
     again = decide(alice, review, {"decision": "reject"}, expect=409)
     assert again["error"] == "review_already_decided"
     assert job_wait(job_id).status == "succeeded"
+
+
+def test_an_http_agent_asks_a_question_and_is_called_again_with_the_answer(pipeline, alice):
+    from tests.workers.servers import ScriptedServer
+
+    staff = client_for(make_user("http-operator", staff=True))
+
+    def script(n: int, body: dict):
+        if "answer" in body["human"]:
+            return 200, {"output": {"shipped": body["human"]["answer"] == "yes"}}
+        return 200, {"ask": {"question": "Ship it?", "options": ["yes", "no"]}}
+
+    server = ScriptedServer(8161, script)
+    try:
+        agent = {"name": "ship-http", "kind": "http", "url": "http://127.0.0.1:8161/run", "secret": "s3cret", "timeout": 5}
+        assert staff.post("/agents", agent, format="json").status_code == 201
+        job_id = submit(alice, {"plan": plan({"key": "ship", "agent": "ship-http"})})
+        review = pending_review(job_id, key="ship", kind="question")
+        assert review.proposed == {"question": "Ship it?", "options": ["yes", "no"]}
+        decide(alice, review, {"decision": "respond", "answer": "yes"})
+        assert job_wait(job_id).status == "succeeded"
+        assert Task.objects.get(job_id=job_id).output == {"shipped": True}
+        assert server.calls == 2 and server.requests[1]["body"]["human"]["answer"] == "yes"
+    finally:
+        server.close()
