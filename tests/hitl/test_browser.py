@@ -134,3 +134,23 @@ def test_the_basic_decisions_work_with_javascript_off(pipeline, review_web, brow
     page.wait_for_selector("text=Approved.")
     assert job_wait(job.id).status == "succeeded"
     assert Review.objects.get(pk=review.pk).comment == "fine as is"
+
+
+def test_a_reviewer_answers_an_agents_question_from_its_options(pipeline, review_web, browser):
+    quinn = make_user("quinn")
+    spec = {
+        "requirements": "Paint the shed",
+        "plan": plan({"key": "paint", "agent": "asker", "input": {"question": "Which colour?", "options": ["red", "blue"]}}),
+    }
+    job, _ = job_submit(owner=quinn, spec=spec)
+    review = pending_review(job)
+    page = new_page(browser)
+    log_in(page, review_web.url, "quinn", then=f"/app/reviews/{review.id}")
+    assert page.inner_text("#question") == "Which colour?"
+    assert page.locator("input[name=answer_option]").count() == 2
+    page.check("input[name=answer_option][value=blue]")
+    page.click("#respond")
+    page.wait_for_selector("text=Answer sent")
+    assert job_wait(job.id).status == "succeeded"
+    assert Task.objects.get(job=job).output == {"answer": "blue", "attempt": 2}
+    assert page.errors == []
