@@ -69,6 +69,18 @@ def load() -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
     return corpus, {q: t for q, t in claims.items() if q in qrels}, qrels
 
 
+def ensure_database() -> None:
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname="postgres", autocommit=True
+    ) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+
+
 def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
     dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(ranked[:10]) if d in relevant)
     ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
@@ -89,8 +101,6 @@ def main() -> None:
     import django
 
     django.setup()
-    from bench.memory import ensure_database
-
     ensure_database()
     from django.core.management import call_command
 
@@ -112,14 +122,15 @@ def main() -> None:
     started = None
     try:
         if not chroma_heartbeat():
+            chroma_log = Path(tempfile.mkdtemp(prefix="bench-chroma-log-")) / "chroma.log"
             started = subprocess.Popen(
                 [sys.executable, "manage.py", "chroma_serve", "--path", tempfile.mkdtemp(prefix="bench-chroma-")],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                cwd=ROOT, stdout=chroma_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while not chroma_heartbeat():
                 if time.monotonic() > deadline:
-                    raise SystemExit("chroma did not start")
+                    raise SystemExit(f"chroma did not start; see {chroma_log}")
                 time.sleep(0.3)
         chroma_reset()
         user, _ = get_user_model().objects.get_or_create(username="retrieval-bench")
