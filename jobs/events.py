@@ -34,13 +34,20 @@ class NewEvent:
     data: dict = field(default_factory=dict)
 
 
-def _reserve_seqs(job_id, count: int) -> tuple[int, int]:
+def _reserve_seqs(job_id, count: int, *, informational: bool) -> tuple[int, int]:
     """Reserve ``count`` sequence numbers for a job; returns the last one and the job's
-    owner id (read by the same statement, for the owner's live job list)."""
+    owner id (read by the same statement, for the owner's live job list).
+
+    Informational events (a task started, progress) need nothing from the orchestrator:
+    if it had seen everything before them, the job stays marked as seen, so the
+    reconciler does not re-advance every running job on every pass.
+    """
+    seen = "CASE WHEN advanced_seq = last_seq THEN last_seq + %s ELSE advanced_seq END" if informational else "advanced_seq"
+    params = [count, count] if informational else [count]
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE jobs_job SET last_seq = last_seq + %s WHERE id = %s RETURNING last_seq, owner_id",
-            [count, job_id.hex if connection.vendor == "sqlite" else job_id],
+            f"UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen} WHERE id = %s RETURNING last_seq, owner_id",
+            [*params, job_id.hex if connection.vendor == "sqlite" else job_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -48,12 +55,14 @@ def _reserve_seqs(job_id, count: int) -> tuple[int, int]:
     return row[0], row[1]
 
 
-def events_append(job_id, events: list[NewEvent]) -> list[JobEvent]:
-    """Append events to a job's log (2 queries, however many) and publish them on commit."""
+def events_append(job_id, events: list[NewEvent], *, informational: bool = False) -> list[JobEvent]:
+    """Append events to a job's log (2 queries, however many) and publish them on commit.
+
+    ``informational``: the events call for no orchestrator action (see _reserve_seqs)."""
     if not events:
         return []
     with transaction.atomic(savepoint=False):
-        last, owner_id = _reserve_seqs(job_id, len(events))
+        last, owner_id = _reserve_seqs(job_id, len(events), informational=informational)
         now = timezone.now()
         rows = [
             JobEvent(

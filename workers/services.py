@@ -35,6 +35,7 @@ def task_claim(*, task_id: str, attempt: int, worker: str) -> Task | None:
         events_append(
             task.job_id,
             [NewEvent("task.status", task_id=task.id, status=TaskStatus.RUNNING, data={"key": task.key, "attempt": attempt, "worker": worker})],
+            informational=True,
         )
     return task
 
@@ -146,6 +147,7 @@ def task_progress(*, task: Task, fraction: float, message: str = "") -> bool:
             events_append(
                 task.job_id,
                 [NewEvent("task.progress", task_id=task.id, data={"key": task.key, "progress": fraction, "message": message})],
+                informational=True,
             )
     return done == 1
 

@@ -103,3 +103,21 @@ def test_the_reconciler_finds_a_job_whose_hint_was_lost():
     job_advance(job.id)
     assert job.id not in jobs_needing_attention()
     assert Job.objects.get(pk=job.id).status == "running"
+
+
+def test_a_task_starting_does_not_send_the_reconciler_back_to_its_job():
+    owner = make_user("quiet")
+    job = wide_job(owner, width=1)
+    job_advance(job.id)
+    assert job.id not in jobs_needing_attention()
+    task = Task.objects.get(job=job, key="root0")
+    from workers.services import task_claim, task_progress
+
+    claimed = task_claim(task_id=str(task.id), attempt=1, worker="w")
+    task_progress(task=claimed, fraction=0.5, message="half")
+    assert job.id not in jobs_needing_attention()  # nothing for the orchestrator to do
+
+    from workers.services import task_succeed
+
+    task_succeed(task=claimed, output={"ok": True})
+    assert job.id in jobs_needing_attention()  # the join task is now ready
