@@ -255,9 +255,10 @@ class JobListView(GenericAPIView):
         headers = {"Location": f"/jobs/{job.id}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
-        return Response(
-            _job_detail(job), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers
-        )
+        # A job just created has no task rows yet (the orchestrator writes them), so
+        # the reply skips the tasks query; a replay shows the job as it is now.
+        body = {**JobOutputSerializer(job).data, "tasks": []} if created else _job_detail(job)
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers)
 
 
 def _job_detail(job) -> dict:
