@@ -4,7 +4,7 @@
 
 1. Baseline: raw RQ. One SimpleWorker process runs N no-op jobs (JSON serializer)
    enqueued by a client thread; throughput = N / (first enqueue -> last job finished).
-2. agentbus: web (daphne), orchestrator and one worker run as separate processes, as
+2. agentbus: web (uvicorn), orchestrator and one worker run as separate processes, as
    the Procfile starts them. N single-task echo jobs are submitted over REST by a few
    client threads; throughput = N / (first submit -> last job succeeded).
 3. Hand-off: chains of two echo tasks (a -> b) run one at a time; the latency is b's
@@ -37,6 +37,9 @@ os.environ.setdefault("SECRET_KEY", "bench-secret-key-0123456789abcdefghijklmnop
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")  # plain HTTP on 127.0.0.1
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# The benchmark is one user submitting as fast as it can: lift the per-user limits.
+os.environ.setdefault("AGENTBUS_MAX_ACTIVE_JOBS_PER_USER", "0")
+os.environ.setdefault("THROTTLE_USER_RATE", "1000000/min")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentbus_site.settings")
 PORT = int(os.environ.get("BENCH_PORT", "8190"))
 
@@ -107,15 +110,15 @@ class Stack:
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # As the Procfile's web line; workers as quiet as the baseline's (-q).
+        web = ["uvicorn", "agentbus_site.asgi:application", "--host", "127.0.0.1", "--port", str(PORT)]
+        web += ["--ws", "websockets", "--lifespan", "off", "--no-access-log"]
         commands = [
-            ["daphne", "-b", "127.0.0.1", "-p", str(PORT), "agentbus_site.asgi:application"],
+            [str(Path(sys.executable).parent / web[0]), *web[1:]],
             [sys.executable, "manage.py", "orchestrate"],
-            [sys.executable, "manage.py", "rqworker", "default"],
+            [sys.executable, "manage.py", "rqworker", "default", "--verbosity", "0"],
         ]
-        bin_dir = Path(sys.executable).parent
         for argv in commands:
-            if argv[0] == "daphne":
-                argv[0] = str(bin_dir / "daphne")
             self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT))
         deadline = time.time() + 60
         while time.time() < deadline:
