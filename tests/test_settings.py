@@ -60,3 +60,12 @@ def test_secrets_can_come_from_files(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "from-a-file-" + "k" * 40
+
+
+def test_every_setting_read_from_the_environment_is_documented_in_env_example():
+    import re
+
+    settings_source = (ROOT / "agentbus_site" / "settings.py").read_text()
+    read = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', settings_source))
+    documented = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read - documented == set()
