@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
@@ -62,16 +63,17 @@ class Processes:
 
     def start(self, *argv: str, env: dict | None = None, name: str | None = None) -> subprocess.Popen:
         name = name or argv[0]
-        log = open(self.log_dir / f"{name}-{len(self.running)}.log", "w")
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", *argv],
-            cwd=ROOT,
-            env=process_env(**(env or {})),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc.log_path = log.name
+        log_path = self.log_dir / f"{name}-{len(self.running)}.log"
+        with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "manage.py", *argv],
+                cwd=ROOT,
+                env=process_env(**(env or {})),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc.log_path = str(log_path)
         self.running.append(proc)
         return proc
 
@@ -90,6 +92,36 @@ class Processes:
 
     def output(self, proc: subprocess.Popen) -> str:
         return Path(proc.log_path).read_text()
+
+    def start_web(self, port: int, *, name: str = "web", env: dict | None = None) -> tuple[subprocess.Popen, str]:
+        """daphne serving agentbus_site.asgi on 127.0.0.1:``port`` (as `runserver` and the
+        browser tests use it); returns the process and its base URL once /healthz answers."""
+        log_path = self.log_dir / f"{name}-{len(self.running)}.log"
+        with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentbus_site.asgi:application"],
+                cwd=ROOT,
+                env=process_env(**(env or {})),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc.log_path = str(log_path)
+        self.running.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: proc.poll() is not None or url_answers(base + "/healthz"), timeout=30, message=f"{name} to answer")
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited:\n" + log_path.read_text()[-3000:])
+        return proc, base
+
+
+def url_answers(url: str) -> bool:
+    """True when ``url`` answers 200 (a server is up)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -1,50 +1,24 @@
-"""A real web process (daphne, as the Procfile's `web`) for the review browser tests,
+"""A real web process (daphne) for the review browser tests,
 and a Chromium page driven by Playwright."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import ROOT, process_env, wait_for
-
 WEB_PORT = int(os.environ.get("AGENTBUS_HITL_WEB_PORT", "8160"))
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def review_web(processes, tmp_path_factory):
+def review_web(processes):
     """The base URL of daphne serving agentbus_site.asgi for this module's tests."""
-    log_path = tmp_path_factory.mktemp("review-web") / "daphne.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(WEB_PORT), "agentbus_site.asgi:application"],
-            cwd=ROOT,
-            env=process_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{WEB_PORT}"
+    proc, base = processes.start_web(WEB_PORT, name="review-web")
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(base + "/healthz"), timeout=30, message="daphne to answer")
-        if proc.poll() is not None:
-            pytest.fail("daphne exited:\n" + log_path.read_text()[-3000:])
-        yield SimpleNamespace(url=base, log_path=log_path)
+        yield SimpleNamespace(url=base, log_path=Path(proc.log_path))
     finally:
         processes.stop(proc)
 
