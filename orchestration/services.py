@@ -49,7 +49,7 @@ def job_advance(job_id) -> bool:
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(skip_locked=True)
-            .only("id", "status", "plan", "review_plan", "last_seq", "advanced_seq", *BUDGET_FIELDS)
+            .only("id", "status", "plan", "review_plan", "remember", "last_seq", "advanced_seq", *BUDGET_FIELDS)
             .filter(pk=job_id)
             .first()
         )
@@ -204,7 +204,7 @@ def _finish_if_done(job: Job, tasks: list[Task], now, events: list[NewEvent]) ->
     Job.objects.filter(pk=job.id).update(status=status, error=error, result={"outputs": outputs}, finished_at=now)
     job.status = status
     events.append(NewEvent("job.status", status=status, data={"error": error} if error else {}))
-    if status == JobStatus.SUCCEEDED:
+    if status == JobStatus.SUCCEEDED and job.remember:
         # A job submitted with "remember": true stores its outputs as its owner's memories
         # (memory/), after commit, so a Chroma outage can never undo the job's success.
         from memory.services import memory_remember_job
