@@ -40,7 +40,7 @@ os.environ["AGENTBUS_LLM_BASE_URL"] = f"http://127.0.0.1:{LLM_PORT}/v1"
 os.environ.setdefault("AGENTBUS_LLM_MODEL", "bench-model")
 os.environ.setdefault("AGENTBUS_MAX_ACTIVE_JOBS_PER_USER", "0")  # the batches submit faster than they run
 
-from bench.pipeline import Stack, ensure_database, submit_jobs, wait_finished
+from bench.pipeline import Stack, bench_ready, submit_jobs, wait_finished
 
 SECRET = b"bench-secret"
 
@@ -96,29 +96,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
 
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.db import connection
-
-    from accounts.models import ApiToken
-    from agentbus_site.redis_connection import redis_client
+    token = bench_ready("bench")
     from workers.models import AgentDefinition
     from workers.registry import agents_changed
 
-    ensure_database()
-    call_command("migrate", verbosity=0)
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE jobs_job CASCADE")
-    redis_client().flushdb()
     AgentDefinition.objects.all().delete()
     AgentDefinition.objects.create(name="bench-http", kind="http", url=f"http://127.0.0.1:{AGENT_PORT}/", secret=SECRET.decode(), timeout=10)
     AgentDefinition.objects.create(name="bench-llm", kind="llm", timeout=10)
     agents_changed()
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    _, token = ApiToken.issue(user=user, name="bench")
 
     servers = [serve(AGENT_PORT), serve(LLM_PORT)]
     stack = Stack()

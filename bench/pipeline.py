@@ -61,6 +61,29 @@ def ensure_database() -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def bench_ready(username: str) -> str:
+    """Set up Django on the benchmark database, migrated and emptied of jobs, with Redis
+    flushed; returns an API token for ``username`` (created if need be)."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    from accounts.models import ApiToken
+    from agentbus_site.redis_connection import redis_client
+
+    ensure_database()
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE jobs_job CASCADE")
+    redis_client().flushdb()
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    _, token = ApiToken.issue(user=user, name="bench")
+    return token
+
+
 def progress(label: str, done: int, total: int) -> None:
     width = 30
     filled = int(width * done / max(total, 1))
@@ -106,7 +129,7 @@ class Stack:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
-        self.log = open(ROOT / "var" / "bench-pipeline.log", "w")
+        self.log = open(ROOT / "var" / "bench-pipeline.log", "w")  # noqa: SIM115 (closed in stop())
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -139,6 +162,7 @@ class Stack:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self.log.close()
 
 
 def submit_jobs(token: str, bodies: list[dict], clients: int) -> list[str]:
@@ -179,9 +203,9 @@ def wait_finished(job_ids: list[str], label: str, timeout: float = 600) -> None:
     pending = set(job_ids)
     total = len(job_ids)
     while pending and time.time() < deadline:
-        finished = set(
+        finished = {
             str(i) for i in Job.objects.filter(pk__in=list(pending), status__in=["succeeded", "failed"]).values_list("id", flat=True)
-        )
+        }
         pending -= finished
         progress(label, total - len(pending), total)
         if pending:
@@ -233,22 +257,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
 
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    ensure_database()
-    call_command("migrate", verbosity=0)
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-
-    from accounts.models import ApiToken
-
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE jobs_job CASCADE")
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    _, token = ApiToken.issue(user=user, name="bench")
+    token = bench_ready("bench")
 
     print(f"agentbus pipeline benchmark: {args.jobs} jobs, {args.clients} REST clients, {os.cpu_count()} cores")
     rq_rate = bench_raw_rq(args.jobs)

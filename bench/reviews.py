@@ -42,7 +42,7 @@ os.environ.setdefault("THROTTLE_USER_RATE", "1000000/min")
 from bench.pipeline import (
     PORT,
     Stack,
-    ensure_database,
+    bench_ready,
     percentile,
     progress,
     submit_jobs,
@@ -158,24 +158,7 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=30)
     args = parser.parse_args()
 
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    ensure_database()
-    call_command("migrate", verbosity=0)
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-
-    from accounts.models import ApiToken
-    from agentbus_site.redis_connection import redis_client
-
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE jobs_job CASCADE")
-    user, _ = get_user_model().objects.get_or_create(username="bench-reviewer")
-    _, token = ApiToken.issue(user=user, name="bench")
-    redis_client().flushdb()
+    token = bench_ready("bench-reviewer")
 
     print(f"agentbus review-gate benchmark: {args.jobs} two-task jobs, {args.clients} REST clients, {os.cpu_count()} cores")
     stack = ReviewStack()
