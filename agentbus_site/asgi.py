@@ -10,11 +10,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentbus_site.settings")
 # Django must be set up before anything imports models (the websocket routes do).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
 
-from agentbus_site.websocket_urls import websocket_urlpatterns  # noqa: E402
-from agentbus_site.ws_auth import TokenAuthMiddleware  # noqa: E402
+from agentbus_site.websocket_urls import websocket_urlpatterns
+from agentbus_site.ws_auth import TokenAuthMiddleware
 
 application = ProtocolTypeRouter(
     {

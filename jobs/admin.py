@@ -167,4 +167,4 @@ class JobEventAdmin(admin.ModelAdmin):
 
 
 # Review gates and their history live in their own module.
-from jobs import review_admin  # noqa: E402, F401
+from jobs import review_admin  # noqa: F401

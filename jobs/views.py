@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from agentbus_site.api_errors import ApplicationError
 from agentbus_site.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error
+from jobs.artifact_views import ArtifactOutputSerializer
 from jobs.fields import (
     BoundedJSONObjectField,
     StrictBooleanField,
@@ -26,7 +27,6 @@ from jobs.fields import (
     StrictIntegerField,
 )
 from jobs.models import JobStatus
-from jobs.artifact_views import ArtifactOutputSerializer
 from jobs.selectors import job_artifacts, job_events, job_get, job_list, job_tasks
 from jobs.services import job_cancel, job_submit
 
@@ -357,7 +357,7 @@ class JobResultsView(APIView):
                     t.key: {
                         "id": str(t.id), "agent": t.agent, "status": t.status, "attempt": t.attempt,
                         "output": t.output, "error": t.error, "tokens_used": t.tokens_used, "usage": t.usage,
-                    }  # fmt: skip
+                    }
                     for t in tasks
                 },
                 "tokens_used": job.tokens_used,

@@ -14,9 +14,9 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from jobs.budgets import BUDGET_FIELDS, job_budget_stop, jobs_over_budget
 from jobs.events import NewEvent, events_append
 from jobs.models import JOB_ACTIVE, JOB_TERMINAL, Job, JobStatus, Task, TaskStatus
-from jobs.budgets import BUDGET_FIELDS, job_budget_stop, jobs_over_budget
 from jobs.reviews import before_gates_hold, plan_gate_hold
 from orchestration.planner import PLANNER_AGENT, job_plan_step
 from workers.queue import TaskMessage, messages_waiting, tasks_enqueue

@@ -33,4 +33,4 @@ os.environ.setdefault("AGENTBUS_LEADER_LOCK_TTL", "2")
 os.environ.setdefault("AGENTBUS_RECONCILE_INTERVAL", "0.5")
 os.environ.setdefault("AGENTBUS_REQUEUE_AFTER", "3")
 
-from agentbus_site.settings import *  # noqa: E402, F403
+from agentbus_site.settings import *

@@ -50,7 +50,7 @@ def test_results_come_best_first_with_score_metadata_namespace_and_time(alice, r
 
     results = search(alice, "name of the staging machine", k=2)
 
-    assert [r["id"] for r in results][0] == stored
+    assert results[0]["id"] == stored
     first = results[0]
     assert set(first) >= {"id", "text", "score", "metadata", "namespace", "created_at"}
     assert first["metadata"] == {"kind": "infra"} and first["namespace"] == "default"
