@@ -39,16 +39,16 @@ class TokenObtainView(APIView):
         request=InputSerializer,
         responses={200: inline_serializer(name="Token", fields={"token": serializers.CharField()}), 400: BAD_REQUEST},
         examples=[
-            OpenApiExample("Credentials", value={"username": "alice", "password": "s3cret", "name": "ci"}, request_only=True),
+            OpenApiExample(
+                "Credentials", value={"username": "alice", "password": "s3cret", "name": "ci"}, request_only=True
+            ),
             OpenApiExample("A new token", value={"token": "Vq3k...43 characters"}, response_only=True),
         ],
     )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(
-            request, username=data.validated_data["username"], password=data.validated_data["password"]
-        )
+        user = authenticate(request, username=data.validated_data["username"], password=data.validated_data["password"])
         if user is None:
             raise ApplicationError(
                 "Unable to log in with the given username and password.",

@@ -78,9 +78,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         return error_response(exc.code, exc.message, exc.status_code, exc.fields)
     if isinstance(exc, RequestDataTooBig):
-        return error_response(
-            "request_too_large", "The request body is larger than the server accepts.", 413
-        )
+        return error_response("request_too_large", "The request body is larger than the server accepts.", 413)
     if isinstance(exc, exceptions.ValidationError):
         fields = flatten_errors(exc.detail)
         first = next(iter(fields.items()), ("body", ["Invalid input."]))

@@ -47,7 +47,9 @@ class _Sender:
             try:
                 await layer.group_send(group, message)
             except Exception:
-                logger.warning("group_send to %s failed; clients will catch up from the event log", group, exc_info=True)
+                logger.warning(
+                    "group_send to %s failed; clients will catch up from the event log", group, exc_info=True
+                )
             finally:
                 self.queue.task_done()
 

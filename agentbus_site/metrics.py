@@ -226,5 +226,7 @@ def metrics_view(request) -> HttpResponse:
     if expected:
         given = request.headers.get("Authorization", "")
         if not constant_time_compare(given, f"Bearer {expected}"):
-            return JsonResponse({"error": "not_authenticated", "detail": "A valid metrics token is required."}, status=401)
+            return JsonResponse(
+                {"error": "not_authenticated", "detail": "A valid metrics token is required."}, status=401
+            )
     return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_LATEST)

@@ -133,9 +133,7 @@ AGENTBUS_QUEUES = env_list("AGENTBUS_QUEUES", ["default"])
 
 # django-rq reads its queues from here (the rqworker command, its admin dashboard).
 # Every queue uses JSON; workers.queue enforces the job class and signature.
-RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"} for name in AGENTBUS_QUEUES
-}
+RQ_QUEUES = {name: {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"} for name in AGENTBUS_QUEUES}
 RQ = {
     "WORKER_CLASS": "workers.worker.AgentWorker",
     "JOB_CLASS": "workers.queue.SignedJob",
@@ -183,7 +181,12 @@ AGENTBUS_EMBEDDINGS_TIMEOUT = env_float("AGENTBUS_EMBEDDINGS_TIMEOUT", 30.0, min
 # One collection per embedding model: vectors of different models must never mix.
 AGENTBUS_MEMORY_COLLECTION = env_str(
     "AGENTBUS_MEMORY_COLLECTION",
-    "agentbus-memory-" + ("".join(c if c.isalnum() else "-" for c in AGENTBUS_EMBEDDINGS_MODEL).strip("-") if AGENTBUS_EMBEDDINGS_URL else "minilm-l6-v2"),
+    "agentbus-memory-"
+    + (
+        "".join(c if c.isalnum() else "-" for c in AGENTBUS_EMBEDDINGS_MODEL).strip("-")
+        if AGENTBUS_EMBEDDINGS_URL
+        else "minilm-l6-v2"
+    ),
 )
 AGENTBUS_MEMORY_MAX_TEXT_CHARS = env_int("AGENTBUS_MEMORY_MAX_TEXT_CHARS", 20_000, minimum=1)
 AGENTBUS_MEMORY_MAX_BATCH = env_int("AGENTBUS_MEMORY_MAX_BATCH", 500, minimum=1)
@@ -232,7 +235,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Submit AI-agent jobs, follow them live, review their tasks and read their results.\n\n"
         "Authenticate with `Authorization: Token <key>` (from `POST /auth/token`) or a browser "
-        "session. Every 4xx answers `{\"error\", \"detail\", \"fields\"?}`; another user's "
+        'session. Every 4xx answers `{"error", "detail", "fields"?}`; another user\'s '
         "object is a 404.\n\n"
         "Live events: `ws(s)://<host>/ws/jobs/{id}?after=N` streams a job's events (the objects "
         "of `GET /jobs/{id}/events`), one JSON object per message, resuming after `seq` N; "
@@ -344,7 +347,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"()": "agentbus_site.logging.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "agentbus_site.logging.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {"()": "agentbus_site.logging.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},

@@ -70,9 +70,7 @@ class _RedisRateThrottle(throttling.SimpleRateThrottle):
         if key is None:
             return True
         try:
-            self.wait_seconds = rate_take(
-                key, limit=self.num_requests, period=self.duration
-            )
+            self.wait_seconds = rate_take(key, limit=self.num_requests, period=self.duration)
         except RedisError as exc:
             logger.warning("rate limiter unavailable (%s); request let through", exc)
             return True

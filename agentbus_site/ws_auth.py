@@ -58,7 +58,9 @@ def origin_allowed(scope) -> bool:
         return False
     if f"{parsed.scheme}://{parsed.netloc}" in settings.CSRF_TRUSTED_ORIGINS:
         return True
-    allowed = ["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG and not settings.ALLOWED_HOSTS else settings.ALLOWED_HOSTS
+    allowed = (
+        ["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG and not settings.ALLOWED_HOSTS else settings.ALLOWED_HOSTS
+    )
     return validate_host(parsed.hostname, allowed)
 
 

@@ -101,14 +101,18 @@ def main() -> None:
     from workers.registry import agents_changed
 
     AgentDefinition.objects.all().delete()
-    AgentDefinition.objects.create(name="bench-http", kind="http", url=f"http://127.0.0.1:{AGENT_PORT}/", secret=SECRET.decode(), timeout=10)
+    AgentDefinition.objects.create(
+        name="bench-http", kind="http", url=f"http://127.0.0.1:{AGENT_PORT}/", secret=SECRET.decode(), timeout=10
+    )
     AgentDefinition.objects.create(name="bench-llm", kind="llm", timeout=10)
     agents_changed()
 
     servers = [serve(AGENT_PORT), serve(LLM_PORT)]
     stack = Stack()
     stack.start()
-    print(f"agents benchmark: {args.jobs} single-task jobs per kind, {args.clients} REST clients, {os.cpu_count()} cores")
+    print(
+        f"agents benchmark: {args.jobs} single-task jobs per kind, {args.clients} REST clients, {os.cpu_count()} cores"
+    )
     try:
         batch(token, "echo", min(30, args.jobs), args.clients)  # warm-up
         rates = {agent: batch(token, agent, args.jobs, args.clients) for agent in ("echo", "bench-http", "bench-llm")}

@@ -70,14 +70,31 @@ def make_data(tasks: int, jobs: int):
         )  # fmt: skip
         rows = Task.objects.bulk_create(
             Task(
-                job=job, key=f"t{i}", agent="echo", queue="default", status="succeeded", attempt=1,
-                depends_on=[f"t{i - 1}"] if i else [], input={"i": i}, output={"i": i, "text": "x" * 200},
-                queued_at=now, started_at=now, finished_at=now,
+                job=job,
+                key=f"t{i}",
+                agent="echo",
+                queue="default",
+                status="succeeded",
+                attempt=1,
+                depends_on=[f"t{i - 1}"] if i else [],
+                input={"i": i},
+                output={"i": i, "text": "x" * 200},
+                queued_at=now,
+                started_at=now,
+                finished_at=now,
             )
             for i in range(n)
         )
         JobEvent.objects.bulk_create(
-            JobEvent(job=job, seq=3 * i + k + 1, type="task.status", task=t, status=s, data={"key": t.key, "attempt": 1}, at=now)
+            JobEvent(
+                job=job,
+                seq=3 * i + k + 1,
+                type="task.status",
+                task=t,
+                status=s,
+                data={"key": t.key, "attempt": 1},
+                at=now,
+            )
             for i, t in enumerate(rows)
             for k, s in enumerate(("queued", "running", "succeeded"))
         )
@@ -129,7 +146,11 @@ def main() -> None:
     rows = [
         ("job", "GET /jobs/{id} (API, baseline)", timed(rest, f"/jobs/{big.id}", args.reps, **api)),
         ("job", "GET /app/jobs/{id} (page)", timed(browser, f"/app/jobs/{big.id}", args.reps)),
-        ("job", "GET /app/jobs/{id}?fragment=live (redraw)", timed(browser, f"/app/jobs/{big.id}?fragment=live", args.reps)),
+        (
+            "job",
+            "GET /app/jobs/{id}?fragment=live (redraw)",
+            timed(browser, f"/app/jobs/{big.id}?fragment=live", args.reps),
+        ),
         ("list", "GET /jobs (API, 50 a page, baseline)", timed(rest, "/jobs", args.reps, **api)),
         ("list", "GET /app/?fragment=results (25 a page)", timed(browser, "/app/?fragment=results", args.reps)),
     ]

@@ -147,10 +147,21 @@ def measure_delays(user, token: str, *, subscribers: int, events: int, interval:
 
     job = Job.objects.create(owner=user, plan={"tasks": []}, status="succeeded")
     # Sockets spread over a few client processes, so the clients are not what is measured.
-    split = [subscribers // CLIENT_PROCESSES + (1 if i < subscribers % CLIENT_PROCESSES else 0) for i in range(CLIENT_PROCESSES)]
+    split = [
+        subscribers // CLIENT_PROCESSES + (1 if i < subscribers % CLIENT_PROCESSES else 0)
+        for i in range(CLIENT_PROCESSES)
+    ]
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--child", f"ws://127.0.0.1:{PORT}/ws/jobs/{job.id}", token, str(n), str(events)],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                f"ws://127.0.0.1:{PORT}/ws/jobs/{job.id}",
+                token,
+                str(n),
+                str(events),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -189,6 +200,7 @@ def measure_delays(user, token: str, *, subscribers: int, events: int, interval:
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
     ordered = sorted(values)
+
     def p(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -231,12 +243,18 @@ def main() -> None:
         try:
             results = {}
             for count in counts:
-                p50, p95, worst = percentiles(measure_delays(user, token, subscribers=count, events=args.events, interval=args.interval))
+                p50, p95, worst = percentiles(
+                    measure_delays(user, token, subscribers=count, events=args.events, interval=args.interval)
+                )
                 results[count] = (p50, p95)
-                print(f"  {count:>3} subscriber(s): commit -> websocket p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  max {worst:6.2f} ms")
+                print(
+                    f"  {count:>3} subscriber(s): commit -> websocket p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  max {worst:6.2f} ms"
+                )
             base, most = results[counts[0]], results[counts[-1]]
             if len(counts) > 1:
-                print(f"  ratio {counts[-1]} vs {counts[0]} subscriber(s): p50 x{most[0] / base[0]:.2f}  p95 x{most[1] / base[1]:.2f}")
+                print(
+                    f"  ratio {counts[-1]} vs {counts[0]} subscriber(s): p50 x{most[0] / base[0]:.2f}  p95 x{most[1] / base[1]:.2f}"
+                )
             rps = http_rps()
             print(f"  GET /healthz: {rps:,.0f} requests/s (8 threads)")
             summary[server] = {"p50": most[0], "p95": most[1], "rps": rps}

@@ -157,17 +157,29 @@ def fill(user, texts: list[str], start: int, end: int) -> None:
     rng = np.random.default_rng(5)
     now = timezone.now()
     for chunk_start in range(start, end, 500):
-        rows = [Memory(owner=user, text=texts[i], metadata={"n": i}, indexed_at=now)
-                for i in range(chunk_start, min(chunk_start + 500, end))]
+        rows = [
+            Memory(owner=user, text=texts[i], metadata={"n": i}, indexed_at=now)
+            for i in range(chunk_start, min(chunk_start + 500, end))
+        ]
         Memory.objects.bulk_create(rows)
         MemoryChange.objects.bulk_create(
-            MemoryChange(memory=m, version=1, action="created", text=m.text, namespace=m.namespace, metadata=m.metadata,
-                         actor=user, at=now)
+            MemoryChange(
+                memory=m,
+                version=1,
+                action="created",
+                text=m.text,
+                namespace=m.namespace,
+                metadata=m.metadata,
+                actor=user,
+                at=now,
+            )
             for m in rows
         )
         vectors = pool[rng.integers(0, len(pool), len(rows))] + rng.normal(0, 0.02, (len(rows), pool.shape[1]))
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        chroma_upsert(ids=[str(m.id) for m in rows], embeddings=vectors.tolist(), metadatas=[chroma_metadata(m) for m in rows])
+        chroma_upsert(
+            ids=[str(m.id) for m in rows], embeddings=vectors.tolist(), metadatas=[chroma_metadata(m) for m in rows]
+        )
         search_vector_refresh(ids=[m.id for m in rows])
         sys.stderr.write(f"\r  filled {chunk_start + len(rows)}/{end}")
     sys.stderr.write("\n")
@@ -177,7 +189,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--raw-queries", type=int, default=30, help="queries for raw Chroma with its own embedding (slow)")
+    parser.add_argument(
+        "--raw-queries", type=int, default=30, help="queries for raw Chroma with its own embedding (slow)"
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "8112")))
     parser.add_argument("--api-stores", type=int, default=1000, help="memories stored through the API (embedded)")
     args = parser.parse_args()
@@ -208,8 +222,15 @@ def main() -> None:
     try:
         if not chroma_heartbeat():
             path = tempfile.mkdtemp(prefix="bench-chroma-")
-            started.append(subprocess.Popen([sys.executable, "manage.py", "chroma_serve", "--path", path], cwd=ROOT,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "chroma_serve", "--path", path],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             deadline = time.monotonic() + 60
             while not chroma_heartbeat():
                 if time.monotonic() > deadline:
@@ -223,8 +244,15 @@ def main() -> None:
         daphne = str(Path(sys.executable).with_name("daphne"))
         web_log = Path(tempfile.mkdtemp(prefix="bench-web-")) / "daphne.log"
         print(f"web log: {web_log}")
-        started.append(subprocess.Popen([daphne, "-b", "127.0.0.1", "-p", str(args.port), "agentbus_site.asgi:application"],
-                                        cwd=ROOT, stdout=web_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+        started.append(
+            subprocess.Popen(
+                [daphne, "-b", "127.0.0.1", "-p", str(args.port), "agentbus_site.asgi:application"],
+                cwd=ROOT,
+                stdout=web_log.open("w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         wait_http(args.port)
         api = Api(args.port, token)
 
@@ -240,7 +268,7 @@ def main() -> None:
         for size in sizes:
             # 1. Store up to `size`: singles first, then batches.
             if stored < SINGLE_STORES:
-                singles = texts[stored:min(SINGLE_STORES, size)]
+                singles = texts[stored : min(SINGLE_STORES, size)]
                 t = time.perf_counter()
                 for text in singles:
                     api.call("POST", "/memory/store", {"text": text, "metadata": {"n": stored}})
@@ -252,7 +280,7 @@ def main() -> None:
             if stored < size:
                 t, n = time.perf_counter(), size - stored
                 for start in range(stored, size, BATCH):
-                    chunk = texts[start:min(start + BATCH, size)]
+                    chunk = texts[start : min(start + BATCH, size)]
                     api.call("POST", "/memory/batch", {"memories": [{"text": s} for s in chunk]})
                     sys.stderr.write(f"\r  stored {start + len(chunk)}/{size}")
                 stored = size
@@ -274,17 +302,26 @@ def main() -> None:
             base = pct(raw, 50)
             if not rows:
                 print(f"{'memories':>8}  {'path':<32} {'p50 ms':>8} {'p95 ms':>8} {'p50 / raw':>9} {'n':>4}")
-            for name, values in (("API hybrid", hybrid), ("API vector", vector),
-                                 ("raw Chroma (its own embedding)", raw), ("raw Chroma, pre-embedded", index)):
+            for name, values in (
+                ("API hybrid", hybrid),
+                ("API vector", vector),
+                ("raw Chroma (its own embedding)", raw),
+                ("raw Chroma, pre-embedded", index),
+            ):
                 rows.append((size, name, pct(values, 50), pct(values, 95), pct(values, 50) / base, len(values)))
-                print(f"{size:>8}  {name:<32} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} "
-                      f"{pct(values, 50) / base:>9.2f} {len(values):>4}", flush=True)
+                print(
+                    f"{size:>8}  {name:<32} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} "
+                    f"{pct(values, 50) / base:>9.2f} {len(values):>4}",
+                    flush=True,
+                )
 
         print()
         for name, per_second in throughput.items():
             print(f"store throughput, {name:<16} {per_second:>8.1f} memories/s")
-        print("\nraw Chroma = collection.query(query_texts) on the same server and data, embedding with Chroma's "
-              "DefaultEmbeddingFunction; the API embeds the same model padded to the query's length.")
+        print(
+            "\nraw Chroma = collection.query(query_texts) on the same server and data, embedding with Chroma's "
+            "DefaultEmbeddingFunction; the API embeds the same model padded to the query's length."
+        )
     finally:
         for proc in started:
             if proc.poll() is None:

@@ -204,7 +204,10 @@ def wait_finished(job_ids: list[str], label: str, timeout: float = 600) -> None:
     total = len(job_ids)
     while pending and time.time() < deadline:
         finished = {
-            str(i) for i in Job.objects.filter(pk__in=list(pending), status__in=["succeeded", "failed"]).values_list("id", flat=True)
+            str(i)
+            for i in Job.objects.filter(pk__in=list(pending), status__in=["succeeded", "failed"]).values_list(
+                "id", flat=True
+            )
         }
         pending -= finished
         progress(label, total - len(pending), total)

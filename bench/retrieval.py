@@ -146,8 +146,10 @@ def main() -> None:
         index_seconds = time.perf_counter() - t
         doc_of = {str(m_id): doc for m_id, doc in Memory.objects.filter(owner=user).values_list("id", "metadata__doc")}
 
-        print(f"BEIR SciFact test: {len(claims)} claims, {len(doc_ids)} of {len(corpus)} abstracts "
-              f"(all {len(judged)} judged + {len(doc_ids) - len(judged)} others); indexed in {index_seconds:.0f}s")
+        print(
+            f"BEIR SciFact test: {len(claims)} claims, {len(doc_ids)} of {len(corpus)} abstracts "
+            f"(all {len(judged)} judged + {len(doc_ids) - len(judged)} others); indexed in {index_seconds:.0f}s"
+        )
         print(f"{'mode':<8} {'recall@5':>9} {'nDCG@10':>8} {'p50 ms':>7}")
         for mode in ("vector", "keyword", "hybrid"):
             recalls, ndcgs, times = [], [], []
@@ -159,7 +161,9 @@ def main() -> None:
                 recalls.append(recall_at_5(ranked, qrels[qid]))
                 ndcgs.append(ndcg_at_10(ranked, qrels[qid]))
             times.sort()
-            print(f"{mode:<8} {sum(recalls) / len(recalls):>9.4f} {sum(ndcgs) / len(ndcgs):>8.4f} {times[len(times) // 2]:>7.1f}")
+            print(
+                f"{mode:<8} {sum(recalls) / len(recalls):>9.4f} {sum(ndcgs) / len(ndcgs):>8.4f} {times[len(times) // 2]:>7.1f}"
+            )
         note = "same corpus as the published figure" if len(doc_ids) == len(corpus) else "smaller corpus: reads higher"
         print(f"published nDCG@10 of all-MiniLM-L6-v2 on the full corpus: {PUBLISHED_NDCG10} ({note})")
     finally:

@@ -85,7 +85,9 @@ class RobotReviewer(threading.Thread):
 
         for decider in self.deciders:
             decider.start()
-        with connect(f"ws://127.0.0.1:{PORT}/ws/reviews", additional_headers={"Authorization": f"Token {self.token}"}, proxy=None) as ws:
+        with connect(
+            f"ws://127.0.0.1:{PORT}/ws/reviews", additional_headers={"Authorization": f"Token {self.token}"}, proxy=None
+        ) as ws:
             self.connected.set()
             while not self.stopped.is_set():
                 try:
@@ -160,7 +162,9 @@ def main() -> None:
 
     token = bench_ready("bench-reviewer")
 
-    print(f"agentbus review-gate benchmark: {args.jobs} two-task jobs, {args.clients} REST clients, {os.cpu_count()} cores")
+    print(
+        f"agentbus review-gate benchmark: {args.jobs} two-task jobs, {args.clients} REST clients, {os.cpu_count()} cores"
+    )
     stack = ReviewStack()
     stack.start()
     robot = RobotReviewer(token)
@@ -180,8 +184,12 @@ def main() -> None:
     print(f"{'a -> b, after-gate on a, approved over REST':<52}{gated:>10.1f} jobs/s")
     print(f"{'ratio gated / no gate':<52}{gated / baseline:>10.2f} x")
     print(f"latencies, {len(resume)} gated jobs one at a time:")
-    print(f"{'  gate opened -> /ws/reviews message received':<52}p50 {percentile(push, 50):.1f} ms   p95 {percentile(push, 95):.1f} ms   ({len(push)})")
-    print(f"{'  decision -> dependent task started':<52}p50 {percentile(resume, 50):.1f} ms   p95 {percentile(resume, 95):.1f} ms   ({len(resume)})")
+    print(
+        f"{'  gate opened -> /ws/reviews message received':<52}p50 {percentile(push, 50):.1f} ms   p95 {percentile(push, 95):.1f} ms   ({len(push)})"
+    )
+    print(
+        f"{'  decision -> dependent task started':<52}p50 {percentile(resume, 50):.1f} ms   p95 {percentile(resume, 95):.1f} ms   ({len(resume)})"
+    )
     print(f"(run at {datetime.now().isoformat(timespec='seconds')})")
 
 

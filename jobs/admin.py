@@ -80,7 +80,16 @@ def requeue_jobs(modeladmin, request, queryset):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "requirements_short", "owner", "status", "task_count", "priority", "created_at", "finished_at")
+    list_display = (
+        "short_id",
+        "requirements_short",
+        "owner",
+        "status",
+        "task_count",
+        "priority",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("status", "priority", "created_at", "owner")
     search_fields = ("=id", "requirements", "owner__username", "idempotency_key")
     date_hierarchy = "created_at"
@@ -129,7 +138,18 @@ def requeue_task_jobs(modeladmin, request, queryset):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ("key", "job_link", "agent", "queue", "status", "attempt", "max_attempts", "queued_at", "started_at", "finished_at")
+    list_display = (
+        "key",
+        "job_link",
+        "agent",
+        "queue",
+        "status",
+        "attempt",
+        "max_attempts",
+        "queued_at",
+        "started_at",
+        "finished_at",
+    )
     list_filter = ("status", "agent", "queue")
     search_fields = ("=id", "key", "agent", "=job__id", "error", "worker")
     list_select_related = ("job",)

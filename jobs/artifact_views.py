@@ -34,7 +34,9 @@ def artifact_download_path(artifact) -> str:
 class ArtifactDownloadView(APIView):
     """The file itself, as an attachment; another user's artifact is a 404."""
 
-    @extend_schema(operation_id="jobs_artifact_download", summary="Download an artifact", responses={200: OpenApiTypes.BINARY})
+    @extend_schema(
+        operation_id="jobs_artifact_download", summary="Download an artifact", responses={200: OpenApiTypes.BINARY}
+    )
     def get(self, request, job_id, artifact_id):
         artifact = job_artifact_get(user=request.user, job_id=job_id, artifact_id=artifact_id)
         try:

@@ -40,7 +40,9 @@ def job_budget_stop(job: Job) -> bool:
     )
     Job.objects.filter(pk=job.id).update(status=JobStatus.FAILED, error=reason, finished_at=now)
     job.status = JobStatus.FAILED
-    events = [NewEvent("task.status", task_id=t, status=TaskStatus.CANCELLED, data={"error": reason}) for t in open_tasks]
+    events = [
+        NewEvent("task.status", task_id=t, status=TaskStatus.CANCELLED, data={"error": reason}) for t in open_tasks
+    ]
     events.append(NewEvent("job.status", status=JobStatus.FAILED, data={"error": reason}))
     events_append(job.id, events)
     Job.objects.filter(pk=job.id).update(advanced_seq=job.last_seq + len(events))

@@ -80,9 +80,7 @@ def jobs_progress(jobs: list[Job]) -> dict:
     A job not planned yet has no Task rows; its total comes from the submitted plan.
     """
     progress = {job.id: TaskProgress() for job in jobs}
-    rows = (
-        Task.objects.filter(job_id__in=list(progress)).order_by().values("job_id", "status").annotate(n=Count("id"))
-    )
+    rows = Task.objects.filter(job_id__in=list(progress)).order_by().values("job_id", "status").annotate(n=Count("id"))
     for row in rows:
         p = progress[row["job_id"]]
         p.total += row["n"]
@@ -453,9 +451,19 @@ def graph_svg(graph: Graph) -> str:
         '<text class="sub" x="14" y="42">{} · <tspan class="node-status">{}</tspan></text></a></g>',
         (
             (
-                n.status, n.key, n.task_id, n.status, n.x, n.y,
-                n.key, n.key, n.agent, _label(n.status),
-                n.label, n.agent if len(n.agent) <= 12 else n.agent[:11] + "…", _label(n.status),
+                n.status,
+                n.key,
+                n.task_id,
+                n.status,
+                n.x,
+                n.y,
+                n.key,
+                n.key,
+                n.agent,
+                _label(n.status),
+                n.label,
+                n.agent if len(n.agent) <= 12 else n.agent[:11] + "…",
+                _label(n.status),
             )
             for n in graph.nodes
         ),
@@ -489,7 +497,9 @@ def timeline_rows_html(timeline: Timeline) -> str:
                     s.kind,
                     f" end-{s.end_status}" if s.kind == "running" and s.end_status else "",
                     " open" if s.open else "",
-                    s.left, s.width, s.title,
+                    s.left,
+                    s.width,
+                    s.title,
                 )
                 for s in row.segments
             ),

@@ -42,7 +42,11 @@ def _reserve_seqs(job_id, count: int, *, informational: bool) -> tuple[int, int]
     if it had seen everything before them, the job stays marked as seen, so the
     reconciler does not re-advance every running job on every pass.
     """
-    seen = "CASE WHEN advanced_seq = last_seq THEN last_seq + %s ELSE advanced_seq END" if informational else "advanced_seq"
+    seen = (
+        "CASE WHEN advanced_seq = last_seq THEN last_seq + %s ELSE advanced_seq END"
+        if informational
+        else "advanced_seq"
+    )
     params = [count, count] if informational else [count]
     with connection.cursor() as cursor:
         cursor.execute(

@@ -299,7 +299,8 @@ class Review(models.Model):
             models.CheckConstraint(condition=Q(kind__in=ReviewKind.values), name="review_kind_valid"),
             models.CheckConstraint(condition=Q(status__in=ReviewStatus.values), name="review_status_valid"),
             models.CheckConstraint(
-                condition=Q(kind=ReviewKind.PLAN, task__isnull=True) | (~Q(kind=ReviewKind.PLAN) & Q(task__isnull=False)),
+                condition=Q(kind=ReviewKind.PLAN, task__isnull=True)
+                | (~Q(kind=ReviewKind.PLAN) & Q(task__isnull=False)),
                 name="review_task_matches_kind",
             ),
         ]

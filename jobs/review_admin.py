@@ -35,7 +35,9 @@ def _decide_each(modeladmin, request, queryset, decision: str) -> None:
     done, refused = 0, []
     for review in queryset.filter(status=ReviewStatus.PENDING):
         try:
-            review_decide(review_id=review.id, user=request.user, decision=decision, comment=f"{decision} from the admin")
+            review_decide(
+                review_id=review.id, user=request.user, decision=decision, comment=f"{decision} from the admin"
+            )
             done += 1
         except ApplicationError as exc:
             refused.append(f"{str(review.id)[:8]}: {exc.message}")
@@ -57,7 +59,20 @@ def reject_reviews(modeladmin, request, queryset):
 
 @admin.register(Review)
 class ReviewAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "kind", "status", "job_link", "task", "assignee", "reviewer_group", "claimed_by", "decision", "decided_by", "deadline", "created_at")
+    list_display = (
+        "short_id",
+        "kind",
+        "status",
+        "job_link",
+        "task",
+        "assignee",
+        "reviewer_group",
+        "claimed_by",
+        "decision",
+        "decided_by",
+        "deadline",
+        "created_at",
+    )
     list_filter = ("status", "kind", "decision", "default_outcome")
     search_fields = ("=id", "=job__id", "task__key", "assignee__username", "decided_by__username", "comment")
     list_select_related = ("job", "task", "assignee", "reviewer_group", "claimed_by", "decided_by")

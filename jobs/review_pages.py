@@ -103,7 +103,9 @@ def _parse_edit(review, text: str):
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ApplicationError(f"The edited {field} is not valid JSON: {exc}", fields={field: ["not valid JSON"]}) from exc
+        raise ApplicationError(
+            f"The edited {field} is not valid JSON: {exc}", fields={field: ["not valid JSON"]}
+        ) from exc
 
 
 def _context(request: HttpRequest, review, form_error) -> dict:
@@ -125,7 +127,9 @@ def _context(request: HttpRequest, review, form_error) -> dict:
         "may_act": may_act,
         "claimed_by_other": review.is_pending and review.claimed_by_id not in (None, request.user.id),
         "can_edit": review.kind in (ReviewKind.PLAN, ReviewKind.BEFORE, ReviewKind.AFTER),
-        "edit_label": {ReviewKind.PLAN: "plan", ReviewKind.BEFORE: "input", ReviewKind.AFTER: "output"}.get(review.kind, ""),
+        "edit_label": {ReviewKind.PLAN: "plan", ReviewKind.BEFORE: "input", ReviewKind.AFTER: "output"}.get(
+            review.kind, ""
+        ),
         "form_error": form_error,
         "posted": request.POST if form_error else {},
     }

@@ -19,9 +19,7 @@ def reviews_visible_to(user) -> QuerySet[Review]:
     reviews = Review.objects.all()
     if user.is_staff:
         return reviews
-    return reviews.filter(
-        Q(job__owner=user) | Q(assignee=user) | Q(reviewer_group__in=user.groups.values("id"))
-    )
+    return reviews.filter(Q(job__owner=user) | Q(assignee=user) | Q(reviewer_group__in=user.groups.values("id")))
 
 
 def review_list(*, user, status: str | None = None, kind: str | None = None, job_id=None) -> QuerySet[Review]:
@@ -58,9 +56,7 @@ def review_upstream(*, review: Review) -> dict:
     """The outputs of the task's dependencies, as the agent sees them."""
     if review.task is None or not review.task.depends_on:
         return {}
-    return dict(
-        Task.objects.filter(job_id=review.job_id, key__in=review.task.depends_on).values_list("key", "output")
-    )
+    return dict(Task.objects.filter(job_id=review.job_id, key__in=review.task.depends_on).values_list("key", "output"))
 
 
 def review_diff(*, review: Review) -> str:

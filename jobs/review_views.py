@@ -100,7 +100,17 @@ EXAMPLE_REVIEW_DETAIL = {
     "task_input": {"topic": "release notes"},
     "upstream": {"research": {"sources": ["changelog"]}},
     "diff": "",
-    "history": [{"action": "opened", "actor": None, "decision": "", "comment": "", "before": None, "after": {"text": "2.0 is out."}, "at": "2026-11-24T12:00:00Z"}],
+    "history": [
+        {
+            "action": "opened",
+            "actor": None,
+            "decision": "",
+            "comment": "",
+            "before": None,
+            "after": {"text": "2.0 is out."},
+            "at": "2026-11-24T12:00:00Z",
+        }
+    ],
 }
 CONFLICT = error(
     "Already decided, or claimed by someone else.",
@@ -153,7 +163,9 @@ class ReviewListView(GenericAPIView):
         },
         examples=[
             OpenApiExample(
-                "The inbox", value={"count": 1, "next": None, "previous": None, "results": [EXAMPLE_REVIEW]}, response_only=True
+                "The inbox",
+                value={"count": 1, "next": None, "previous": None, "results": [EXAMPLE_REVIEW]},
+                response_only=True,
             )
         ],
     )
@@ -161,7 +173,9 @@ class ReviewListView(GenericAPIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
-        reviews = review_list(user=request.user, status=data.get("status"), kind=data.get("kind"), job_id=data.get("job"))
+        reviews = review_list(
+            user=request.user, status=data.get("status"), kind=data.get("kind"), job_id=data.get("job")
+        )
         page = self.paginate_queryset(reviews)
         return self.get_paginated_response(ReviewOutputSerializer(page, many=True).data)
 
@@ -203,15 +217,35 @@ class ReviewDecisionView(APIView):
             "some). A review already decided, or claimed by someone else, is a 409."
         ),
         request=InputSerializer,
-        responses={200: ReviewDetailOutputSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 404: NOT_FOUND, 409: CONFLICT},
+        responses={
+            200: ReviewDetailOutputSerializer,
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
         examples=[
             OpenApiExample("Approve", value={"decision": "approve", "comment": "Looks right"}, request_only=True),
-            OpenApiExample("Edit an output", value={"decision": "edit", "output": {"text": "2.0 is out, with 40 fixes."}}, request_only=True),
-            OpenApiExample("Reject with feedback", value={"decision": "reject", "comment": "Mention the migration steps"}, request_only=True),
+            OpenApiExample(
+                "Edit an output",
+                value={"decision": "edit", "output": {"text": "2.0 is out, with 40 fixes."}},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Reject with feedback",
+                value={"decision": "reject", "comment": "Mention the migration steps"},
+                request_only=True,
+            ),
             OpenApiExample("Answer a question", value={"decision": "respond", "answer": "blue"}, request_only=True),
             OpenApiExample(
                 "Decided",
-                value={**EXAMPLE_REVIEW_DETAIL, "status": "decided", "decision": "approve", "decided_by": "alice", "decided_at": "2026-11-24T12:05:00Z"},
+                value={
+                    **EXAMPLE_REVIEW_DETAIL,
+                    "status": "decided",
+                    "decision": "approve",
+                    "decided_by": "alice",
+                    "decided_at": "2026-11-24T12:05:00Z",
+                },
                 response_only=True,
             ),
         ],
@@ -251,7 +285,9 @@ class ReviewClaimView(APIView):
         summary="Claim a review",
         request=None,
         responses={200: ReviewDetailOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND, 409: CONFLICT},
-        examples=[OpenApiExample("Claimed", value={**EXAMPLE_REVIEW_DETAIL, "claimed_by": "alice"}, response_only=True)],
+        examples=[
+            OpenApiExample("Claimed", value={**EXAMPLE_REVIEW_DETAIL, "claimed_by": "alice"}, response_only=True)
+        ],
     )
     def post(self, request, review_id):
         review = review_claim(review=review_get(user=request.user, review_id=review_id), user=request.user)

@@ -189,7 +189,12 @@ def before_gates_hold(ready: list[Task], *, events: list[NewEvent]) -> list[Task
         task.status = TaskStatus.AWAITING_REVIEW
         row = rows[task.id]
         events.append(
-            NewEvent("task.status", task_id=task.id, status=TaskStatus.AWAITING_REVIEW, data={"key": task.key, "review": "before"})
+            NewEvent(
+                "task.status",
+                task_id=task.id,
+                status=TaskStatus.AWAITING_REVIEW,
+                data={"key": task.key, "review": "before"},
+            )
         )
         review_open(
             job_id=row.job_id,
@@ -310,7 +315,11 @@ def review_decide(
         # The job row first, as the orchestrator and the workers lock it, so a decision
         # never deadlocks with them.
         job = Job.objects.select_for_update().only("id", "status", "plan", "owner_id").get(pk=review.job_id)
-        review = Review.objects.select_for_update(of=("self",)).select_related("task", "claimed_by", "decided_by").get(pk=review_id)
+        review = (
+            Review.objects.select_for_update(of=("self",))
+            .select_related("task", "claimed_by", "decided_by")
+            .get(pk=review_id)
+        )
         if not review.is_pending:
             raise ApplicationError(
                 f"This review was already {review.status}"
@@ -330,7 +339,11 @@ def review_decide(
                 f"A {review.kind} review takes one of: {allowed}.",
                 fields={"decision": [f"must be one of: {allowed}"]},
             )
-        value = {"answer": None} if deadline and decision == ReviewDecision.RESPOND else _decided_value(review, decision, value)
+        value = (
+            {"answer": None}
+            if deadline and decision == ReviewDecision.RESPOND
+            else _decided_value(review, decision, value)
+        )
         if job.status in JOB_TERMINAL:
             _review_close(review, f"the job is {job.status}")
             finished = job.status
@@ -410,9 +423,7 @@ def _decided_value(review: Review, decision: str, value: Any) -> Any:
                 )
             return value
         if value is None:
-            raise ApplicationError(
-                "An edit of a task's output needs the new output.", fields={"output": ["required"]}
-            )
+            raise ApplicationError("An edit of a task's output needs the new output.", fields={"output": ["required"]})
         return value
     if decision == ReviewDecision.RESPOND:
         options = (review.proposed or {}).get("options")
@@ -451,9 +462,12 @@ def _apply(review: Review, job: Job, decision: str, value: Any, comment: str, no
 
     if decision == ReviewDecision.REJECT and review.kind == ReviewKind.AFTER:
         limit = gate_options(job.plan, task.key).get("max_rejections", settings.AGENTBUS_REVIEW_MAX_REJECTIONS)
-        rejections = 1 + Review.objects.filter(
-            task=task, kind=ReviewKind.AFTER, decision=ReviewDecision.REJECT
-        ).exclude(pk=review.pk).count()
+        rejections = (
+            1
+            + Review.objects.filter(task=task, kind=ReviewKind.AFTER, decision=ReviewDecision.REJECT)
+            .exclude(pk=review.pk)
+            .count()
+        )
         if rejections > limit:
             error = f"output rejected {rejections} time(s) (limit {limit}): {comment}".strip()
             _task_set(current, task, TaskStatus.FAILED, events, error=error, finished_at=now)
@@ -473,7 +487,9 @@ def _apply(review: Review, job: Job, decision: str, value: Any, comment: str, no
         return {"effect": "task_rerun", "rejections": rejections}
 
     if decision == ReviewDecision.REJECT:  # before or question: the task does not run (again)
-        error = f"{'input' if review.kind == ReviewKind.BEFORE else 'question'} rejected by the reviewer: {comment}".strip()
+        error = (
+            f"{'input' if review.kind == ReviewKind.BEFORE else 'question'} rejected by the reviewer: {comment}".strip()
+        )
         _task_set(current, task, TaskStatus.FAILED, events, error=error, finished_at=now)
         return {"effect": "task_failed"}
 
@@ -502,9 +518,12 @@ def _replan(review: Review, job: Job, comment: str, events: list[NewEvent]) -> d
     planner = Task.objects.filter(job_id=job.id, key=PLANNER_TASK_KEY).only("id", "key").first()
     if planner is None:
         return None
-    rejections = 1 + Review.objects.filter(
-        job_id=job.id, kind=ReviewKind.PLAN, decision=ReviewDecision.REJECT
-    ).exclude(pk=review.pk).count()
+    rejections = (
+        1
+        + Review.objects.filter(job_id=job.id, kind=ReviewKind.PLAN, decision=ReviewDecision.REJECT)
+        .exclude(pk=review.pk)
+        .count()
+    )
     if rejections > settings.AGENTBUS_REVIEW_MAX_REJECTIONS:
         return None
     Job.objects.filter(pk=job.id).update(plan=None, status=JobStatus.PLANNING)
@@ -525,10 +544,14 @@ def _replan(review: Review, job: Job, comment: str, events: list[NewEvent]) -> d
     return {"effect": "replan", "rejections": rejections}
 
 
-def _task_set(current, task: Task, new_status: str, events: list[NewEvent], *, extra: dict | None = None, **fields) -> None:
+def _task_set(
+    current, task: Task, new_status: str, events: list[NewEvent], *, extra: dict | None = None, **fields
+) -> None:
     if current.update(status=new_status, **fields) != 1:
         raise ApplicationError(
-            "The task is no longer waiting on this review.", code="task_not_waiting", status_code=status.HTTP_409_CONFLICT
+            "The task is no longer waiting on this review.",
+            code="task_not_waiting",
+            status_code=status.HTTP_409_CONFLICT,
         )
     data = {"key": task.key, **(extra or {})}
     if fields.get("error"):
@@ -545,7 +568,9 @@ def _job_fail(job: Job, error: str, now, events: list[NewEvent], *, except_revie
     )
     Job.objects.filter(pk=job.id).update(status=JobStatus.FAILED, error=error[:4000], finished_at=now)
     job.status = JobStatus.FAILED
-    events.extend(NewEvent("task.status", task_id=t, status=TaskStatus.CANCELLED, data={"key": k}) for t, k in open_tasks)
+    events.extend(
+        NewEvent("task.status", task_id=t, status=TaskStatus.CANCELLED, data={"key": k}) for t, k in open_tasks
+    )
     events.append(NewEvent("job.status", status=JobStatus.FAILED, data={"error": error}))
     reviews_close_for_job(job_id=job.id, reason=error, exclude=except_review)
 
@@ -597,7 +622,11 @@ def review_claim(*, review: Review, user) -> Review:
         ReviewAction.objects.create(review=current, actor=user, action="claimed")
         events_append(
             current.job_id,
-            [NewEvent("review.claimed", task_id=current.task_id, data={"review": str(current.id), "by": user.username})],
+            [
+                NewEvent(
+                    "review.claimed", task_id=current.task_id, data={"review": str(current.id), "by": user.username}
+                )
+            ],
         )
         reviews_publish_on_commit([current.id])
     return current
@@ -607,9 +636,9 @@ def review_release(*, review: Review, user) -> Review:
     """Give a claimed review back; only its holder (or staff) may. 409 otherwise."""
     with transaction.atomic():
         holder = Q() if user.is_staff else Q(claimed_by=user)
-        released = Review.objects.filter(holder, pk=review.pk, status=ReviewStatus.PENDING, claimed_by__isnull=False).update(
-            claimed_by=None, claimed_at=None
-        )
+        released = Review.objects.filter(
+            holder, pk=review.pk, status=ReviewStatus.PENDING, claimed_by__isnull=False
+        ).update(claimed_by=None, claimed_at=None)
         if released != 1:
             raise ApplicationError(
                 "Only the reviewer who claimed a pending review can release it.",
@@ -681,9 +710,12 @@ def reviews_remind(limit: int = 100) -> int:
         if now < review.deadline - lead:
             continue
         with transaction.atomic():
-            if Review.objects.filter(pk=review.pk, reminded_at__isnull=True, status=ReviewStatus.PENDING).update(
-                reminded_at=now
-            ) != 1:
+            if (
+                Review.objects.filter(pk=review.pk, reminded_at__isnull=True, status=ReviewStatus.PENDING).update(
+                    reminded_at=now
+                )
+                != 1
+            ):
                 continue
             ReviewAction.objects.create(review=review, action="reminded")
             events_append(

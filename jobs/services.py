@@ -212,7 +212,9 @@ def job_retry_failed(*, job: Job) -> Job:
         events_append(
             locked.id,
             [
-                NewEvent("task.status", task_id=task_id, status=TaskStatus.PENDING, data={"key": key, "retried_from": was})
+                NewEvent(
+                    "task.status", task_id=task_id, status=TaskStatus.PENDING, data={"key": key, "retried_from": was}
+                )
                 for task_id, key, was in retried
             ]
             + [NewEvent("job.status", status=locked.status, data={"retried": len(retried)})],
@@ -233,9 +235,7 @@ def job_requeue(*, job: Job) -> int:
 
     now = timezone.now()
     with transaction.atomic():
-        queued = list(
-            Task.objects.filter(job=job, status=TaskStatus.QUEUED).only("id", "attempt", "queue", "timeout")
-        )
+        queued = list(Task.objects.filter(job=job, status=TaskStatus.QUEUED).only("id", "attempt", "queue", "timeout"))
         Task.objects.filter(id__in=[t.id for t in queued], status=TaskStatus.QUEUED).update(queued_at=now)
         waiting = Task.objects.filter(job=job, status=TaskStatus.PENDING, next_attempt_at__gt=now).update(
             next_attempt_at=now

@@ -153,7 +153,10 @@ JOB_NOT_FINISHED = error(
     "The job has not finished (or cannot be cancelled: it already has).",
     OpenApiExample(
         "Not finished",
-        value={"error": "job_not_finished", "detail": "The job is running; results are available once it has finished."},
+        value={
+            "error": "job_not_finished",
+            "detail": "The job is running; results are available once it has finished.",
+        },
         response_only=True,
         status_codes=["409"],
     ),
@@ -203,7 +206,12 @@ class JobListView(GenericAPIView):
         examples=[
             OpenApiExample(
                 "A page of jobs",
-                value={"count": 1, "next": None, "previous": None, "results": [{k: v for k, v in EXAMPLE_JOB.items() if k != "tasks"}]},
+                value={
+                    "count": 1,
+                    "next": None,
+                    "previous": None,
+                    "results": [{k: v for k, v in EXAMPLE_JOB.items() if k != "tasks"}],
+                },
                 response_only=True,
             )
         ],
@@ -238,7 +246,9 @@ class JobListView(GenericAPIView):
         },
         examples=[
             OpenApiExample("A two-step plan", value=EXAMPLE_SUBMIT, request_only=True),
-            OpenApiExample("The new job", value={**EXAMPLE_JOB, "status": "submitted"}, response_only=True, status_codes=["201"]),
+            OpenApiExample(
+                "The new job", value={**EXAMPLE_JOB, "status": "submitted"}, response_only=True, status_codes=["201"]
+            ),
         ],
     )
     def post(self, request):
@@ -345,7 +355,9 @@ class JobResultsView(APIView):
                 code="job_not_finished",
                 status_code=status.HTTP_409_CONFLICT,
             )
-        tasks = job_tasks(job=job).only("id", "key", "agent", "status", "attempt", "output", "error", "tokens_used", "usage")
+        tasks = job_tasks(job=job).only(
+            "id", "key", "agent", "status", "attempt", "output", "error", "tokens_used", "usage"
+        )
         artifacts = ArtifactOutputSerializer(job_artifacts(job=job), many=True, context={"request": request}).data
         return Response(
             {
@@ -355,8 +367,14 @@ class JobResultsView(APIView):
                 "result": job.result,
                 "tasks": {
                     t.key: {
-                        "id": str(t.id), "agent": t.agent, "status": t.status, "attempt": t.attempt,
-                        "output": t.output, "error": t.error, "tokens_used": t.tokens_used, "usage": t.usage,
+                        "id": str(t.id),
+                        "agent": t.agent,
+                        "status": t.status,
+                        "attempt": t.attempt,
+                        "output": t.output,
+                        "error": t.error,
+                        "tokens_used": t.tokens_used,
+                        "usage": t.usage,
                     }
                     for t in tasks
                 },

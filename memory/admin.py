@@ -34,7 +34,17 @@ class MemoryChangeInline(admin.TabularInline):
 
 @admin.register(Memory)
 class MemoryAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "namespace", "shared", "short_text", "created_at", "expires_at", "deleted_at", "indexed_at"]
+    list_display = [
+        "id",
+        "owner",
+        "namespace",
+        "shared",
+        "short_text",
+        "created_at",
+        "expires_at",
+        "deleted_at",
+        "indexed_at",
+    ]
     list_filter = ["shared", "namespace"]
     search_fields = ["text", "owner__username", "namespace"]
     list_select_related = ["owner"]

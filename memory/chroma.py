@@ -26,6 +26,7 @@ class ChromaUnavailable(Exception):
     """Chroma could not do what we asked (server down, timeout, bad answer). Callers
     survive it: PostgreSQL has the write, and the row stays marked for re-indexing."""
 
+
 _lock = threading.RLock()  # chroma_collection() takes it, then chroma_client() again
 _client = None
 _collection = None
@@ -126,7 +127,8 @@ def chroma_query(*, embedding: list[float], n: int, where: dict | None) -> list[
         lambda c: c.query(query_embeddings=[embedding], n_results=n, where=where or None, include=["distances"])
     )
     return [
-        VectorHit(id=i, similarity=1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)
+        VectorHit(id=i, similarity=1.0 - float(d))
+        for i, d in zip(result["ids"][0], result["distances"][0], strict=True)
     ]
 
 

@@ -124,7 +124,9 @@ class MemoryChange(models.Model):
         constraints = [
             # GET /memory/{id}/history reads by this index.
             models.UniqueConstraint(fields=["memory", "version"], name="memory_change_version"),
-            models.CheckConstraint(condition=Q(action__in=["created", "updated", "deleted"]), name="memory_change_action"),
+            models.CheckConstraint(
+                condition=Q(action__in=["created", "updated", "deleted"]), name="memory_change_action"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -51,6 +51,8 @@ def memory_delete_page(request: HttpRequest, memory_id) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
     back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) or not back.startswith("/app/memory"):
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) or not back.startswith(
+        "/app/memory"
+    ):
         back = "/app/memory"
     return redirect(back)

@@ -241,7 +241,11 @@ def memory_search(
     rankings: list[list[str]] = []
     if mode in ("hybrid", "vector"):
         where = chroma_where(
-            [*scope.chroma_conditions(), {"expires_at": {"$gt": now.timestamp()}}, *_chroma_metadata_conditions(filters)]
+            [
+                *scope.chroma_conditions(),
+                {"expires_at": {"$gt": now.timestamp()}},
+                *_chroma_metadata_conditions(filters),
+            ]
         )
         try:
             hits = chroma_query(embedding=embed([query])[0].tolist(), n=fetch, where=where)

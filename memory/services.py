@@ -219,7 +219,11 @@ def memory_index(*, ids: list) -> int:
     2. Mark each row indexed only if its version did not change meanwhile.
     A Chroma failure is logged and leaves the rows marked for the next pass.
     """
-    rows = list(Memory.objects.filter(id__in=ids).only("id", "owner_id", "namespace", "shared", "text", "metadata", "expires_at", "deleted_at", "version"))
+    rows = list(
+        Memory.objects.filter(id__in=ids).only(
+            "id", "owner_id", "namespace", "shared", "text", "metadata", "expires_at", "deleted_at", "version"
+        )
+    )
     if not rows:
         return 0
     live = [m for m in rows if m.deleted_at is None]
@@ -257,9 +261,9 @@ def memory_index_pending(*, limit: int = 10_000) -> int:
     total = 0
     while total < limit:
         ids = list(
-            Memory.objects.filter(indexed_at__isnull=True).order_by("updated_at").values_list("id", flat=True)[
-                :INDEX_BATCH
-            ]
+            Memory.objects.filter(indexed_at__isnull=True)
+            .order_by("updated_at")
+            .values_list("id", flat=True)[:INDEX_BATCH]
         )
         if not ids:
             break

@@ -106,7 +106,9 @@ class MemoryStoreView(APIView):
         data = MemoryInputSerializer(data=_json_object(request))
         data.is_valid(raise_exception=True)
         (memory,) = memory_store_many(owner=request.user, items=[_new_memory(data.validated_data)])
-        return Response({"id": str(memory.id)}, status=status.HTTP_201_CREATED, headers={"Location": f"/memory/{memory.id}"})
+        return Response(
+            {"id": str(memory.id)}, status=status.HTTP_201_CREATED, headers={"Location": f"/memory/{memory.id}"}
+        )
 
 
 class MemoryBatchStoreView(APIView):
@@ -122,10 +124,18 @@ class MemoryBatchStoreView(APIView):
         operation_id="memory_store_batch",
         summary="Remember many texts at once (all or none)",
         request=InputSerializer,
-        responses={201: inline_serializer(name="MemoryBatchStored", fields={"ids": serializers.ListField(child=serializers.UUIDField())})},
+        responses={
+            201: inline_serializer(
+                name="MemoryBatchStored", fields={"ids": serializers.ListField(child=serializers.UUIDField())}
+            )
+        },
         examples=[
-            OpenApiExample("Two facts", value={"memories": [EXAMPLE_STORE, {"text": "Refunds take 5 days."}]}, request_only=True),
-            _example("Stored", {"ids": [EXAMPLE_MEMORY["id"], "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"]}, status_codes=["201"]),
+            OpenApiExample(
+                "Two facts", value={"memories": [EXAMPLE_STORE, {"text": "Refunds take 5 days."}]}, request_only=True
+            ),
+            _example(
+                "Stored", {"ids": [EXAMPLE_MEMORY["id"], "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"]}, status_codes=["201"]
+            ),
         ],
     )
     def post(self, request):
@@ -161,7 +171,8 @@ def _metadata_filters(params) -> dict:
     for key, value in filters.items():
         if not METADATA_KEY.match(key):
             raise ApplicationError(
-                f"Bad metadata key {key!r}.", fields={f"metadata.{key}": ["keys are 1-64 letters, digits, '_', '.', ':' or '-'"]}
+                f"Bad metadata key {key!r}.",
+                fields={f"metadata.{key}": ["keys are 1-64 letters, digits, '_', '.', ':' or '-'"]},
             )
         if isinstance(value, (dict, list)):
             raise ApplicationError(
@@ -201,7 +212,10 @@ class MemorySearchView(APIView):
             "rank. Filter by metadata with `metadata.<key>=<value>` (JSON-typed when it parses) or "
             "`filter=<JSON object>`. `min_score` is a minimum cosine similarity; keyword matches are kept."
         ),
-        parameters=[FilterSerializer, OpenApiParameter("filter", str, description='A JSON object, e.g. {"topic": "billing"}.')],
+        parameters=[
+            FilterSerializer,
+            OpenApiParameter("filter", str, description='A JSON object, e.g. {"topic": "billing"}.'),
+        ],
         responses={200: inline_serializer(name="MemorySearchResults", fields={"results": OutputSerializer(many=True)})},
         examples=[
             _example(
@@ -275,7 +289,9 @@ class MemoryDetailView(APIView):
 
     @extend_schema_serializer(component_name="MemoryPatch")
     class PatchSerializer(serializers.Serializer):
-        text = StrictCharField(required=False, max_length=settings.AGENTBUS_MEMORY_MAX_TEXT_CHARS, trim_whitespace=False)
+        text = StrictCharField(
+            required=False, max_length=settings.AGENTBUS_MEMORY_MAX_TEXT_CHARS, trim_whitespace=False
+        )
         namespace = StrictCharField(required=False, max_length=100)
         metadata = BoundedJSONObjectField(max_bytes=16 * 1024, required=False)
         ttl = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_TTL)
@@ -300,8 +316,13 @@ class MemoryDetailView(APIView):
         request=PatchSerializer,
         responses={200: MemoryOutputSerializer},
         examples=[
-            OpenApiExample("New text", value={"text": "The billing service retries card payments five times."}, request_only=True),
-            _example("Updated", {**EXAMPLE_MEMORY, "text": "The billing service retries card payments five times.", "version": 2}),
+            OpenApiExample(
+                "New text", value={"text": "The billing service retries card payments five times."}, request_only=True
+            ),
+            _example(
+                "Updated",
+                {**EXAMPLE_MEMORY, "text": "The billing service retries card payments five times.", "version": 2},
+            ),
         ],
     )
     def patch(self, request, memory_id):
@@ -345,10 +366,26 @@ class MemoryHistoryView(APIView):
                 "Created, then edited",
                 {
                     "history": [
-                        {"version": 1, "action": "created", "text": "retries three times", "namespace": "default",
-                         "metadata": {}, "expires_at": None, "actor": "alice", "at": "2026-11-24T10:00:00Z"},
-                        {"version": 2, "action": "updated", "text": "retries five times", "namespace": "default",
-                         "metadata": {}, "expires_at": None, "actor": "alice", "at": "2026-11-24T11:00:00Z"},
+                        {
+                            "version": 1,
+                            "action": "created",
+                            "text": "retries three times",
+                            "namespace": "default",
+                            "metadata": {},
+                            "expires_at": None,
+                            "actor": "alice",
+                            "at": "2026-11-24T10:00:00Z",
+                        },
+                        {
+                            "version": 2,
+                            "action": "updated",
+                            "text": "retries five times",
+                            "namespace": "default",
+                            "metadata": {},
+                            "expires_at": None,
+                            "actor": "alice",
+                            "at": "2026-11-24T11:00:00Z",
+                        },
                     ]
                 },
             )

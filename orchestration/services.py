@@ -179,13 +179,21 @@ def _dispatch_ready(tasks: list[Task], by_key: dict, now, events: list[NewEvent]
         task.attempt += 1
         messages.append(TaskMessage(str(task.id), task.attempt, task.queue, task.timeout))
         events.append(
-            NewEvent("task.status", task_id=task.id, status=TaskStatus.QUEUED, data={"key": task.key, "attempt": task.attempt})
+            NewEvent(
+                "task.status",
+                task_id=task.id,
+                status=TaskStatus.QUEUED,
+                data={"key": task.key, "attempt": task.attempt},
+            )
         )
     return messages
 
 
 def _finish_if_done(job: Job, tasks: list[Task], now, events: list[NewEvent]) -> None:
-    if any(t.status not in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED) for t in tasks):
+    if any(
+        t.status not in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED)
+        for t in tasks
+    ):
         return
     failed = [t for t in tasks if t.status == TaskStatus.FAILED and not t.allow_failure]
     has_dependents = {dep for t in tasks for dep in t.depends_on}

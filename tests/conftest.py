@@ -109,7 +109,9 @@ class Processes:
         proc.log_path = str(log_path)
         self.running.append(proc)
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: proc.poll() is not None or url_answers(base + "/healthz"), timeout=30, message=f"{name} to answer")
+        wait_for(
+            lambda: proc.poll() is not None or url_answers(base + "/healthz"), timeout=30, message=f"{name} to answer"
+        )
         if proc.poll() is not None:
             pytest.fail(f"{name} exited:\n" + log_path.read_text()[-3000:])
         return proc, base

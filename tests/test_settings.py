@@ -14,10 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "AGENTBUS_", "REDIS_URL"))}
-    base.update({"DJANGO_SETTINGS_MODULE": "agentbus_site.settings", "SECRET_KEY": "s" * 50, "AGENTBUS_VAR_DIR": "/tmp/agentbus-settings-test"})
+    base.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "agentbus_site.settings",
+            "SECRET_KEY": "s" * 50,
+            "AGENTBUS_VAR_DIR": "/tmp/agentbus-settings-test",
+        }
+    )
     base.update(env)
     code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'], settings.DATABASES['default']['NAME'])"
-    return subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_without_database_url_it_uses_sqlite_under_var():
@@ -57,7 +65,9 @@ def test_secrets_can_come_from_files(tmp_path):
     code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "agentbus_site.settings", "SECRET_KEY_FILE": str(secret)}
     env.pop("SECRET_KEY", None)
-    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "from-a-file-" + "k" * 40
 

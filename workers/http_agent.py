@@ -41,7 +41,9 @@ def http_signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def http_signature_valid(secret: str, timestamp: str, signature: str, body: bytes, *, max_age: int | None = None) -> bool:
+def http_signature_valid(
+    secret: str, timestamp: str, signature: str, body: bytes, *, max_age: int | None = None
+) -> bool:
     """The receiver's check (for Python receivers; examples/http_agent.py shows it in
     plain stdlib): right key, untampered body, timestamp within ``max_age`` seconds
     (default AGENTBUS_HTTP_SIGNATURE_MAX_AGE)."""

@@ -87,7 +87,9 @@ def _create(client: openai.OpenAI, request: dict):
         return client.chat.completions.create(**request)
     except openai.APIStatusError as exc:
         if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
-            raise NonRetryableError(f"the LLM endpoint refused the request: HTTP {exc.status_code} {exc.message}") from exc
+            raise NonRetryableError(
+                f"the LLM endpoint refused the request: HTTP {exc.status_code} {exc.message}"
+            ) from exc
         raise
 
 

@@ -32,7 +32,9 @@ class AgentDefinition(models.Model):
     kind = models.CharField(max_length=10, choices=[(k.value, k.label) for k in CONFIGURABLE_KINDS])
     description = models.CharField(max_length=500, blank=True)
     queue = models.CharField(max_length=100, default="default")
-    timeout = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)], help_text="Seconds per attempt.")
+    timeout = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1)], help_text="Seconds per attempt."
+    )
     max_attempts = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
     retry_backoff = models.FloatField(
         null=True, blank=True, help_text="Base seconds of exponential backoff; empty uses the server default."
@@ -64,7 +66,9 @@ class AgentDefinition(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=Q(kind__in=[k.value for k in CONFIGURABLE_KINDS]), name="agentdef_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in CONFIGURABLE_KINDS]), name="agentdef_kind_valid"
+            ),
             models.CheckConstraint(condition=~Q(kind=AgentKind.HTTP) | ~Q(url=""), name="agentdef_http_has_url"),
         ]
 

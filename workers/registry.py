@@ -258,4 +258,6 @@ def agents_changed() -> None:
     try:
         redis_client().incr(VERSION_KEY)
     except Exception:
-        logger.warning("cannot bump the agents version in Redis; other processes see the change within %ss", _DB_MAX_AGE)
+        logger.warning(
+            "cannot bump the agents version in Redis; other processes see the change within %ss", _DB_MAX_AGE
+        )

@@ -34,7 +34,14 @@ def task_claim(*, task_id: str, attempt: int, worker: str) -> Task | None:
         task = Task.objects.select_related("job").get(pk=task_id)
         events_append(
             task.job_id,
-            [NewEvent("task.status", task_id=task.id, status=TaskStatus.RUNNING, data={"key": task.key, "attempt": attempt, "worker": worker})],
+            [
+                NewEvent(
+                    "task.status",
+                    task_id=task.id,
+                    status=TaskStatus.RUNNING,
+                    data={"key": task.key, "attempt": attempt, "worker": worker},
+                )
+            ],
             informational=True,
         )
     return task
@@ -43,9 +50,7 @@ def task_claim(*, task_id: str, attempt: int, worker: str) -> Task | None:
 def task_upstream_outputs(*, task: Task) -> dict:
     if not task.depends_on:
         return {}
-    return dict(
-        Task.objects.filter(job_id=task.job_id, key__in=task.depends_on).values_list("key", "output")
-    )
+    return dict(Task.objects.filter(job_id=task.job_id, key__in=task.depends_on).values_list("key", "output"))
 
 
 def task_succeed(*, task: Task, output, spawn: list | None = None) -> bool:
@@ -70,7 +75,14 @@ def task_succeed(*, task: Task, output, spawn: list | None = None) -> bool:
             return False
         events_append(
             task.job_id,
-            [NewEvent("task.status", task_id=task.id, status=TaskStatus.SUCCEEDED, data={"key": task.key, "attempt": task.attempt})],
+            [
+                NewEvent(
+                    "task.status",
+                    task_id=task.id,
+                    status=TaskStatus.SUCCEEDED,
+                    data={"key": task.key, "attempt": task.attempt},
+                )
+            ],
         )
         orchestrator_notify(task.job_id)
     return True
@@ -129,9 +141,7 @@ def task_heartbeat(*, task_id, attempt: int) -> bool:
     """Prove the attempt is alive; False when it is no longer the running one
     (cancelled, or declared lost), which tells the worker to stop it."""
     return (
-        Task.objects.filter(pk=task_id, status=TaskStatus.RUNNING, attempt=attempt).update(
-            heartbeat_at=timezone.now()
-        )
+        Task.objects.filter(pk=task_id, status=TaskStatus.RUNNING, attempt=attempt).update(heartbeat_at=timezone.now())
         == 1
     )
 
@@ -146,7 +156,13 @@ def task_progress(*, task: Task, fraction: float, message: str = "") -> bool:
         if done == 1:
             events_append(
                 task.job_id,
-                [NewEvent("task.progress", task_id=task.id, data={"key": task.key, "progress": fraction, "message": message})],
+                [
+                    NewEvent(
+                        "task.progress",
+                        task_id=task.id,
+                        data={"key": task.key, "progress": fraction, "message": message},
+                    )
+                ],
                 informational=True,
             )
     return done == 1
@@ -235,7 +251,11 @@ def task_usage_record(*, task: Task, prompt_tokens: int, completion_tokens: int,
     from jobs.models import Job
 
     usage = dict(task.usage or {})
-    for name, value in (("prompt_tokens", prompt_tokens), ("completion_tokens", completion_tokens), ("total_tokens", total_tokens)):
+    for name, value in (
+        ("prompt_tokens", prompt_tokens),
+        ("completion_tokens", completion_tokens),
+        ("total_tokens", total_tokens),
+    ):
         usage[name] = usage.get(name, 0) + int(value)
     usage["calls"] = usage.get("calls", 0) + 1
     task.usage = usage
@@ -277,7 +297,9 @@ def task_artifact_write(*, task: Task, name: str, data: bytes | str, content_typ
     if not isinstance(data, (bytes, bytearray)):
         raise NonRetryableError("artifact data must be bytes or str")
     if len(data) > settings.AGENTBUS_MAX_ARTIFACT_BYTES:
-        raise NonRetryableError(f"artifact '{name}' is {len(data)} bytes; at most {settings.AGENTBUS_MAX_ARTIFACT_BYTES}")
+        raise NonRetryableError(
+            f"artifact '{name}' is {len(data)} bytes; at most {settings.AGENTBUS_MAX_ARTIFACT_BYTES}"
+        )
     content_type = (content_type or "application/octet-stream")[:100]
     with transaction.atomic():
         if not Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, attempt=task.attempt).exists():

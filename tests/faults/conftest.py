@@ -35,9 +35,7 @@ class Lab:
 
     def env(self, **extra: str) -> dict:
         modules = [*settings.AGENTBUS_AGENT_MODULES, "tests.faults.agents"]
-        queues = dict.fromkeys(
-            [*settings.AGENTBUS_QUEUES, tests.faults.agents.FAULTS_QUEUE]
-        )
+        queues = dict.fromkeys([*settings.AGENTBUS_QUEUES, tests.faults.agents.FAULTS_QUEUE])
         return {
             "REDIS_URL": self.url,
             "AGENTBUS_AGENT_MODULES": ",".join(dict.fromkeys(modules)),
@@ -46,9 +44,7 @@ class Lab:
         }
 
     def orchestrator(self, name: str = "orchestrator", **env: str) -> subprocess.Popen:
-        proc = self.processes.start(
-            "orchestrate", env=self.env(**env), name=f"lab-{name}"
-        )
+        proc = self.processes.start("orchestrate", env=self.env(**env), name=f"lab-{name}")
         self.started.append(proc)
         return proc
 
@@ -67,10 +63,7 @@ class Lab:
 
     def wait_worker_ready(self, *procs: subprocess.Popen, timeout: float = 40) -> None:
         def registered() -> bool:
-            names = {
-                key.decode().rsplit(":", 1)[-1]
-                for key in self.redis.smembers("rq:workers")
-            }
+            names = {key.decode().rsplit(":", 1)[-1] for key in self.redis.smembers("rq:workers")}
             return all(p.worker_name in names for p in procs)
 
         wait_for(registered, timeout=timeout, message="lab workers to register")
@@ -80,9 +73,7 @@ class Lab:
         return int(value.decode().split(":")[1]) if value else None
 
     def wait_leader(self, timeout: float = 40) -> int:
-        return wait_for(
-            self.leader_pid, timeout=timeout, message="an orchestrator to lead"
-        )
+        return wait_for(self.leader_pid, timeout=timeout, message="an orchestrator to lead")
 
     def log(self, proc: subprocess.Popen) -> str:
         return self.processes.output(proc)
@@ -137,9 +128,9 @@ def assert_settled_exactly_once(job_ids, *, status: str = "succeeded") -> None:
     tasks = list(Task.objects.filter(job_id__in=job_ids))
     assert not [t for t in tasks if t.status in ("queued", "running", "pending")]
     committed = Counter(
-        JobEvent.objects.filter(
-            job_id__in=job_ids, type="task.status", status="succeeded"
-        ).values_list("task_id", flat=True)
+        JobEvent.objects.filter(job_id__in=job_ids, type="task.status", status="succeeded").values_list(
+            "task_id", flat=True
+        )
     )
     assert all(n == 1 for n in committed.values()), committed
     assert {t.id for t in tasks if t.status == "succeeded"} == set(committed)
@@ -149,9 +140,7 @@ def wait_jobs(job_ids, *, timeout: float = 60) -> None:
     from jobs.models import JOB_TERMINAL, Job
 
     def finished() -> bool:
-        return Job.objects.filter(
-            id__in=job_ids, status__in=JOB_TERMINAL
-        ).count() == len(job_ids)
+        return Job.objects.filter(id__in=job_ids, status__in=JOB_TERMINAL).count() == len(job_ids)
 
     wait_for(
         finished,

@@ -18,9 +18,7 @@ from tests.conftest import wait_for
 class RedisServer:
     """A throw-away redis-server with no persistence: a restart comes back empty."""
 
-    def __init__(
-        self, port: int, workdir: Path, *extra: str, tls_ca: Path | None = None
-    ) -> None:
+    def __init__(self, port: int, workdir: Path, *extra: str, tls_ca: Path | None = None) -> None:
         self.port = port
         self.workdir = workdir
         self.extra = extra

@@ -52,13 +52,9 @@ def _crash(lab, code: str, name: str) -> str:
     return lab.log(proc)
 
 
-def test_a_job_committed_by_a_web_process_that_died_before_notifying_still_runs(
-    lab, alice
-):
+def test_a_job_committed_by_a_web_process_that_died_before_notifying_still_runs(lab, alice):
     body = sleep_plan(("a", []), ("b", ["a"]), seconds=0.1)
-    output = _crash(
-        lab, SUBMIT_THEN_DIE.format(username="alice", spec=body), "crashing-web"
-    )
+    output = _crash(lab, SUBMIT_THEN_DIE.format(username="alice", spec=body), "crashing-web")
     job_id = output.split("JOB ", 1)[1].split()[0]
     assert Job.objects.get(pk=job_id).status == "submitted"
     assert lab.redis.llen(INBOX_KEY) == 0  # the hint was never sent
@@ -69,28 +65,18 @@ def test_a_job_committed_by_a_web_process_that_died_before_notifying_still_runs(
     assert_settled_exactly_once([job_id])
 
 
-def test_tasks_queued_by_an_orchestrator_that_died_before_enqueueing_are_sent_again(
-    lab, alice
-):
-    job_id = submit(
-        alice, sleep_plan(("a", []), ("b", []), ("c", ["a", "b"]), seconds=0.1)
-    )
+def test_tasks_queued_by_an_orchestrator_that_died_before_enqueueing_are_sent_again(lab, alice):
+    job_id = submit(alice, sleep_plan(("a", []), ("b", []), ("c", ["a", "b"]), seconds=0.1))
     _crash(lab, ADVANCE_THEN_DIE.format(job_id=job_id), "crashing-orchestrator")
     # The dispatch committed (tasks marked queued) but no RQ message exists.
-    assert set(
-        Task.objects.filter(job_id=job_id, key__in="ab").values_list(
-            "status", flat=True
-        )
-    ) == {"queued"}
+    assert set(Task.objects.filter(job_id=job_id, key__in="ab").values_list("status", flat=True)) == {"queued"}
     assert lab.redis.llen(f"rq:queue:{FAULTS_QUEUE}") == 0
 
     lab.orchestrator()
     lab.worker("lab-w1")
     wait_jobs([job_id], timeout=60)
     assert_settled_exactly_once([job_id])
-    assert list(
-        Task.objects.filter(job_id=job_id).values_list("attempt", flat=True)
-    ) == [1, 1, 1]
+    assert list(Task.objects.filter(job_id=job_id).values_list("attempt", flat=True)) == [1, 1, 1]
 
 
 def test_a_reconciled_job_does_not_wait_for_a_hint(lab, alice):

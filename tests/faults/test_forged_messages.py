@@ -52,10 +52,7 @@ def test_forged_queue_messages_run_nothing_and_are_logged(lab, alice, tmp_path):
     task = Task.objects.get(job_id=job_id)
     assert (task.status, task.attempt) == ("queued", 1)
 
-    markers = {
-        name: tmp_path / name
-        for name in ("system", "callback", "unpickle", "signature")
-    }
+    markers = {name: tmp_path / name for name in ("system", "callback", "unpickle", "signature")}
     attacker = Queue(FAULTS_QUEUE, connection=lab.redis, serializer=JSONSerializer)
     attacker.enqueue("os.system", f"touch {markers['system']}")
     attacker.enqueue(
@@ -66,9 +63,7 @@ def test_forged_queue_messages_run_nothing_and_are_logged(lab, alice, tmp_path):
         on_success=Callback("tests.faults.agents.touch_marker"),
     )  # fmt: skip
     attacker.enqueue("workers.tasks.task_run", str(task.id), 1, "f" * 64)
-    pickled = pickle.dumps(
-        (_RunsOnUnpickle(f"touch {markers['unpickle']}"), None, (), {})
-    )
+    pickled = pickle.dumps((_RunsOnUnpickle(f"touch {markers['unpickle']}"), None, (), {}))
     _write_raw_job(lab.redis, uuid.uuid4().hex, pickled)
 
     worker = lab.worker("lab-w1")

@@ -22,9 +22,7 @@ from tests.faults.conftest import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_task_whose_worker_is_killed_is_retried_by_another_worker_and_committed_once(
-    lab, alice
-):
+def test_a_task_whose_worker_is_killed_is_retried_by_another_worker_and_committed_once(lab, alice):
     lab.orchestrator()
     first, second = lab.worker("lab-w1"), lab.worker("lab-w2")
     lab.wait_leader()
@@ -32,9 +30,7 @@ def test_a_task_whose_worker_is_killed_is_retried_by_another_worker_and_committe
 
     job_id = submit(alice, sleep_plan(("slow", []), ("after", ["slow"]), seconds=2.5))
     running = wait_for(
-        lambda: Task.objects.filter(
-            job_id=job_id, key="slow", status="running"
-        ).first(),
+        lambda: Task.objects.filter(job_id=job_id, key="slow", status="running").first(),
         message="slow to run",
     )
     victim = first if running.worker == first.worker_name else second
@@ -51,12 +47,7 @@ def test_a_task_whose_worker_is_killed_is_retried_by_another_worker_and_committe
     # The last heartbeat was at most a third of the timeout before the kill; the
     # reconciler looks every AGENTBUS_RECONCILE_INTERVAL.
     detected_after = time.monotonic() - killed_at
-    assert (
-        detected_after
-        <= settings.AGENTBUS_TASK_HEARTBEAT_TIMEOUT
-        + settings.AGENTBUS_RECONCILE_INTERVAL
-        + 1.5
-    )
+    assert detected_after <= settings.AGENTBUS_TASK_HEARTBEAT_TIMEOUT + settings.AGENTBUS_RECONCILE_INTERVAL + 1.5
 
     wait_jobs([job_id], timeout=40)
     assert_settled_exactly_once([job_id])

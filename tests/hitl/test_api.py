@@ -38,14 +38,25 @@ AFTER_GATE = plan({"key": "draft", "agent": "draft", "review": "after"})
 
 
 def test_a_gate_naming_an_unknown_user_or_group_is_refused_with_the_field(alice):
-    body = {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"assignee": "nobody", "group": "ghosts", "deadline": 0, "default": "maybe"}})}
+    body = {
+        "plan": plan(
+            {
+                "key": "draft",
+                "agent": "draft",
+                "review": "after",
+                "gate": {"assignee": "nobody", "group": "ghosts", "deadline": 0, "default": "maybe"},
+            }
+        )
+    }
     response = alice.post("/jobs", body, format="json")
     assert response.status_code == 400
     fields = response.json()["fields"]
     assert fields["plan.tasks[0].gate.assignee"] == ["no active user 'nobody'"]
     assert fields["plan.tasks[0].gate.group"] == ["no group 'ghosts'"]
     assert "plan.tasks[0].gate.deadline" in fields and "plan.tasks[0].gate.default" in fields
-    assert alice.post("/jobs", {"plan": plan({"key": "a", "agent": "echo", "review": "sometimes"})}, format="json").json()["fields"]["plan.tasks[0].review"]
+    assert alice.post(
+        "/jobs", {"plan": plan({"key": "a", "agent": "echo", "review": "sometimes"})}, format="json"
+    ).json()["fields"]["plan.tasks[0].review"]
     assert not Job.objects.exists()
 
 
@@ -82,7 +93,11 @@ def test_the_assignee_and_the_groups_members_see_and_decide_a_review_and_others_
     greta.user.groups.add(reviewers)
     ada = client_for(make_user("ada"))
     staff = client_for(make_user("sam", staff=True))
-    body = {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"assignee": "ada", "group": "reviewers"}})}
+    body = {
+        "plan": plan(
+            {"key": "draft", "agent": "draft", "review": "after", "gate": {"assignee": "ada", "group": "reviewers"}}
+        )
+    }
     review = run_to_gate(submit(alice, body))
 
     for client in (alice, greta, ada, staff):
@@ -114,7 +129,9 @@ def test_a_deadline_with_the_default_reject_sends_the_output_back_to_the_agent(a
 
     from django.utils import timezone
 
-    job_id = submit(alice, {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"deadline": 60}})})
+    job_id = submit(
+        alice, {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"deadline": 60}})}
+    )
     review = run_to_gate(job_id)
     assert review.default_outcome == "reject"
     assert reviews_apply_deadlines() == 0  # not due yet
@@ -200,18 +217,28 @@ def test_a_rejected_plan_from_the_planner_is_planned_again_with_the_feedback(ali
     assert human["feedback"] == "split it by day"
     assert human["rejected_output"]["tasks"][0]["key"] == "everything"
 
-    assert task_succeed(task=claimed, output={"plan": plan({"key": "monday", "agent": "echo"}, {"key": "tuesday", "agent": "echo"})})
+    assert task_succeed(
+        task=claimed, output={"plan": plan({"key": "monday", "agent": "echo"}, {"key": "tuesday", "agent": "echo"})}
+    )
     job_advance(job_id)
     second = Review.objects.get(job_id=job_id, status="pending", kind="plan")
     assert [t["key"] for t in second.proposed["tasks"]] == ["monday", "tuesday"]
     alice.post(f"/reviews/{second.id}/decision", {"decision": "approve"}, format="json")
     job_advance(job_id)
-    assert set(Task.objects.filter(job_id=job_id).values_list("key", flat=True)) == {PLANNER_TASK_KEY, "monday", "tuesday"}
+    assert set(Task.objects.filter(job_id=job_id).values_list("key", flat=True)) == {
+        PLANNER_TASK_KEY,
+        "monday",
+        "tuesday",
+    }
 
 
 def test_the_admin_shows_a_review_with_its_history(alice, client):
     review = run_to_gate(submit(alice, {"plan": AFTER_GATE}))
-    alice.post(f"/reviews/{review.id}/decision", {"decision": "edit", "output": {"text": "by hand"}, "comment": "tightened"}, format="json")
+    alice.post(
+        f"/reviews/{review.id}/decision",
+        {"decision": "edit", "output": {"text": "by hand"}, "comment": "tightened"},
+        format="json",
+    )
     client.force_login(make_user("operator", staff=True))
     from django.contrib.auth import get_user_model
 

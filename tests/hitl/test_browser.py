@@ -29,7 +29,13 @@ def gated_job(owner, topic: str, *, requirements: str = "Write release notes for
         "requirements": requirements,
         "plan": plan(
             {"key": "research", "agent": "echo", "input": {"sources": ["changelog", "issues"]}},
-            {"key": "draft", "agent": "draft", "input": {"topic": topic}, "depends_on": ["research"], "review": "after"},
+            {
+                "key": "draft",
+                "agent": "draft",
+                "input": {"topic": topic},
+                "depends_on": ["research"],
+                "review": "after",
+            },
             {"key": "publish", "agent": "echo", "depends_on": ["draft"]},
         ),
     }
@@ -111,7 +117,8 @@ def test_a_reviewer_rejects_with_feedback_and_the_agent_runs_again_with_it(pipel
     page.wait_for_selector("text=Rejected.")
 
     second = wait_for(
-        lambda: Review.objects.filter(job=job, status="pending").exclude(pk=first.pk).first(), message="the re-run's review"
+        lambda: Review.objects.filter(job=job, status="pending").exclude(pk=first.pk).first(),
+        message="the re-run's review",
     )
     assert second.proposed["text"] == "too short (revised: add the migration steps)"
     page.goto(f"{review_web.url}/app/reviews/{second.id}")
@@ -140,7 +147,9 @@ def test_a_reviewer_answers_an_agents_question_from_its_options(pipeline, review
     quinn = make_user("quinn")
     spec = {
         "requirements": "Paint the shed",
-        "plan": plan({"key": "paint", "agent": "asker", "input": {"question": "Which colour?", "options": ["red", "blue"]}}),
+        "plan": plan(
+            {"key": "paint", "agent": "asker", "input": {"question": "Which colour?", "options": ["red", "blue"]}}
+        ),
     }
     job, _ = job_submit(owner=quinn, spec=spec)
     review = pending_review(job)

@@ -73,7 +73,7 @@ def test_an_edited_output_replaces_the_agents_in_results_and_for_dependents(pipe
     job_id = submit(alice, {"plan": DRAFT_THEN_PUBLISH})
     review = pending_review(job_id, key="draft")
     body = decide(alice, review, {"decision": "edit", "output": {"text": "Hand-written notes"}})
-    assert "+  \"text\": \"Hand-written notes\"" in body["diff"]
+    assert '+  "text": "Hand-written notes"' in body["diff"]
     assert job_wait(job_id).status == "succeeded"
 
     results = alice.get(f"/jobs/{job_id}/results").json()
@@ -119,7 +119,14 @@ def test_a_rejection_past_the_gates_limit_fails_the_task_and_the_job(pipeline, a
 
 
 def test_a_plan_review_holds_the_job_until_an_edited_plan_is_approved(pipeline, alice):
-    job_id = submit(alice, {"requirements": "plan me", "review_plan": True, "plan": plan({"key": "a", "agent": "echo", "input": {"v": 1}})})
+    job_id = submit(
+        alice,
+        {
+            "requirements": "plan me",
+            "review_plan": True,
+            "plan": plan({"key": "a", "agent": "echo", "input": {"v": 1}}),
+        },
+    )
     review = pending_review(job_id, kind="plan")
     job = Job.objects.get(pk=job_id)
     assert job.status == "awaiting_review" and not Task.objects.filter(job_id=job_id).exists()
@@ -128,7 +135,9 @@ def test_a_plan_review_holds_the_job_until_an_edited_plan_is_approved(pipeline, 
     bad = decide(alice, review, {"decision": "edit", "plan": {"tasks": [{"key": "a", "agent": "nope"}]}}, expect=400)
     assert "plan.tasks[0].agent" in bad["fields"]
 
-    new_plan = plan({"key": "a", "agent": "echo", "input": {"v": 2}}, {"key": "b", "agent": "echo", "depends_on": ["a"]})
+    new_plan = plan(
+        {"key": "a", "agent": "echo", "input": {"v": 2}}, {"key": "b", "agent": "echo", "depends_on": ["a"]}
+    )
     decide(alice, review, {"decision": "edit", "plan": new_plan})
     assert job_wait(job_id).status == "succeeded"
     outputs = {t.key: t.output for t in Task.objects.filter(job_id=job_id)}
@@ -157,7 +166,11 @@ def test_a_before_gate_runs_the_task_with_the_edited_input(pipeline, alice):
 
 
 def test_a_question_frees_the_worker_and_the_agent_resumes_with_the_answer(pipeline, alice):
-    body = {"plan": plan({"key": "ask", "agent": "asker", "input": {"question": "Which colour?", "options": ["red", "blue"]}})}
+    body = {
+        "plan": plan(
+            {"key": "ask", "agent": "asker", "input": {"question": "Which colour?", "options": ["red", "blue"]}}
+        )
+    }
     job_id = submit(alice, body)
     review = pending_review(job_id, key="ask", kind="question")
     assert review.proposed == {"question": "Which colour?", "options": ["red", "blue"]}
@@ -200,7 +213,11 @@ def test_two_parallel_gates_are_pending_at_once_and_resume_independently(pipelin
 
 
 def test_a_passed_deadline_applies_the_default_outcome_after_a_reminder(pipeline, alice):
-    body = {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"deadline": 2, "default": "approve"}})}
+    body = {
+        "plan": plan(
+            {"key": "draft", "agent": "draft", "review": "after", "gate": {"deadline": 2, "default": "approve"}}
+        )
+    }
     job_id = submit(alice, body)
     review = pending_review(job_id, key="draft")
     assert review.deadline is not None and review.default_outcome == "approve"
@@ -230,7 +247,9 @@ def test_a_claimed_review_can_only_be_decided_by_its_claimant(pipeline, alice):
     editors = Group.objects.create(name="editors")
     carol = client_for(make_user("carol"))
     carol.user.groups.add(editors)
-    job_id = submit(alice, {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"group": "editors"}})})
+    job_id = submit(
+        alice, {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"group": "editors"}})}
+    )
     review = pending_review(job_id, key="draft")
     assert [r["id"] for r in carol.get("/reviews?status=pending").json()["results"]] == [str(review.id)]
 
@@ -246,7 +265,14 @@ def test_a_claimed_review_can_only_be_decided_by_its_claimant(pipeline, alice):
     decide(alice, review, {"decision": "approve"})
     assert job_wait(job_id).status == "succeeded"
     actions = [(a.action, a.actor.username if a.actor else None) for a in ReviewAction.objects.filter(review=review)]
-    assert actions == [("opened", None), ("claimed", "carol"), ("claimed", "carol"), ("released", "carol"), ("claimed", "alice"), ("decided", "alice")]
+    assert actions == [
+        ("opened", None),
+        ("claimed", "carol"),
+        ("claimed", "carol"),
+        ("released", "carol"),
+        ("claimed", "alice"),
+        ("decided", "alice"),
+    ]
 
 
 def test_a_second_decision_is_a_conflict_and_another_users_review_is_not_found(pipeline, alice, bob):
@@ -277,7 +303,13 @@ def test_an_http_agent_asks_a_question_and_is_called_again_with_the_answer(pipel
 
     server = ScriptedServer(8161, script)
     try:
-        agent = {"name": "ship-http", "kind": "http", "url": "http://127.0.0.1:8161/run", "secret": "s3cret", "timeout": 5}
+        agent = {
+            "name": "ship-http",
+            "kind": "http",
+            "url": "http://127.0.0.1:8161/run",
+            "secret": "s3cret",
+            "timeout": 5,
+        }
         assert staff.post("/agents", agent, format="json").status_code == 201
         job_id = submit(alice, {"plan": plan({"key": "ship", "agent": "ship-http"})})
         review = pending_review(job_id, key="ship", kind="question")

@@ -92,7 +92,9 @@ def test_cancelling_a_job_before_it_is_planned_cancels_it(alice, alices_job):
 
 def test_a_token_is_issued_for_a_username_and_password(client):
     make_user("carol")
-    response = client.post("/auth/token", {"username": "carol", "password": "pw-carol"}, content_type="application/json")
+    response = client.post(
+        "/auth/token", {"username": "carol", "password": "pw-carol"}, content_type="application/json"
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     from accounts.models import ApiToken

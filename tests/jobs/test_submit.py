@@ -99,10 +99,18 @@ def test_too_many_tasks_are_rejected(alice):
         ({"plan": plan({"agent": "echo"})}, "plan.tasks[0].key", "required"),
         ({"plan": plan({"key": "a", "agent": "echo", "input": "text"})}, "plan.tasks[0].input", "dictionary"),
         ({"plan": plan({"key": "a", "agent": "echo", "depends_on": "b"})}, "plan.tasks[0].depends_on", "list"),
-        ({"plan": plan({"key": "a", "agent": "echo", "max_attempts": 0})}, "plan.tasks[0].max_attempts", "greater than or equal to 1"),
+        (
+            {"plan": plan({"key": "a", "agent": "echo", "max_attempts": 0})},
+            "plan.tasks[0].max_attempts",
+            "greater than or equal to 1",
+        ),
         ({"plan": plan({"key": "a", "agent": "echo", "max_attempts": 1000})}, "plan.tasks[0].max_attempts", "at most"),
         ({"plan": plan({"key": "a", "agent": "echo", "timeout": "60"})}, "plan.tasks[0].timeout", "valid integer"),
-        ({"plan": plan({"key": "a", "agent": "echo", "review": "sometimes"})}, "plan.tasks[0].review", "not a valid choice"),
+        (
+            {"plan": plan({"key": "a", "agent": "echo", "review": "sometimes"})},
+            "plan.tasks[0].review",
+            "not a valid choice",
+        ),
     ],
 )
 def test_wrong_types_are_rejected_naming_the_field(alice, body, field, fragment):

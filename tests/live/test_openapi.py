@@ -27,7 +27,14 @@ def test_the_schema_describes_every_job_endpoint_with_schemas_and_examples():
     assert response.status_code == 200
     schema = response.json()
     paths = schema["paths"]
-    for path in ("/jobs", "/jobs/{job_id}", "/jobs/{job_id}/results", "/jobs/{job_id}/cancel", "/jobs/{job_id}/events", "/auth/token"):
+    for path in (
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/results",
+        "/jobs/{job_id}/cancel",
+        "/jobs/{job_id}/events",
+        "/auth/token",
+    ):
         assert any(p.rstrip("/") == path for p in paths), (path, list(paths))
 
     submit = paths["/jobs"]["post"]

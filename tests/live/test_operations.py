@@ -126,7 +126,11 @@ def test_the_worker_logs_json_lines_naming_the_task_and_attempt(ops_pipeline):
     task = Task.objects.get(job=job)
 
     def lines_about_the_task():
-        lines = [json.loads(line) for line in ops_pipeline.processes.output(ops_pipeline.worker).splitlines() if line.startswith("{")]
+        lines = [
+            json.loads(line)
+            for line in ops_pipeline.processes.output(ops_pipeline.worker).splitlines()
+            if line.startswith("{")
+        ]
         return [line for line in lines if line.get("task_id") == str(task.id)]
 
     about = wait_for(lines_about_the_task, timeout=5, message="a log line about the task")

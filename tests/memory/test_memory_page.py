@@ -24,7 +24,11 @@ def test_the_page_needs_a_login(memory_index):
 
 
 def test_the_page_shows_results_with_score_and_provenance(browser, alice, remember):
-    remember(alice, "The boiler service is booked for 12 May.", metadata={"job": "0b1c2d3e-1111-2222-3333-444455556666", "task_key": "plan"})
+    remember(
+        alice,
+        "The boiler service is booked for 12 May.",
+        metadata={"job": "0b1c2d3e-1111-2222-3333-444455556666", "task_key": "plan"},
+    )
 
     page = browser.get("/app/memory", {"q": "when is the heating maintenance"}).content.decode()
 

@@ -53,7 +53,9 @@ def test_the_cancel_action_cancels_the_selected_jobs(operator):
 def test_the_retry_action_puts_failed_tasks_back_to_pending(operator):
     owner = make_user("carol")
     job = make_job(
-        owner, status=JobStatus.FAILED, tasks={"a": TaskStatus.SUCCEEDED, "b": TaskStatus.FAILED, "d": TaskStatus.SKIPPED}
+        owner,
+        status=JobStatus.FAILED,
+        tasks={"a": TaskStatus.SUCCEEDED, "b": TaskStatus.FAILED, "d": TaskStatus.SKIPPED},
     )
     Job.objects.filter(pk=job.pk).update(started_at=job.created_at)
     operator.post("/admin/jobs/job/", {"action": "retry_failed_tasks", "_selected_action": [job.id]})

@@ -45,7 +45,13 @@ def browser_page():
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         context = browser.new_context(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
         context.set_default_timeout(30_000)
@@ -122,14 +128,21 @@ def test_a_user_submits_a_job_from_the_form_and_watches_it_succeed_without_reloa
 def test_the_job_list_filters_and_updates_live(pipeline, web, browser_page):
     page = browser_page
     user = make_user("frank")
-    ok, _ = job_submit(owner=user, spec={"requirements": "Weekly sales report", "plan": plan({"key": "sum", "agent": "echo"})})
-    bad, _ = job_submit(owner=user, spec={"requirements": "Translate the manual", "plan": plan({"key": "tr", "agent": "broken"})})
+    ok, _ = job_submit(
+        owner=user, spec={"requirements": "Weekly sales report", "plan": plan({"key": "sum", "agent": "echo"})}
+    )
+    bad, _ = job_submit(
+        owner=user, spec={"requirements": "Translate the manual", "plan": plan({"key": "tr", "agent": "broken"})}
+    )
     job_submit(owner=user, spec={"requirements": "Quarterly forecast", "plan": FAN_OUT})
     job_wait(ok.id)
     job_wait(bad.id)
     slow, _ = job_submit(
         owner=user,
-        spec={"requirements": "Crawl the documentation site", "plan": plan({"key": "crawl", "agent": "sleepy", "input": {"seconds": 3}})},
+        spec={
+            "requirements": "Crawl the documentation site",
+            "plan": plan({"key": "crawl", "agent": "sleepy", "input": {"seconds": 3}}),
+        },
     )
 
     log_in(page, web, "frank")
@@ -183,7 +196,13 @@ def test_without_websockets_the_job_page_polls_the_event_log_and_still_updates(p
     user = make_user("ivan")
     log_in(page, web, "ivan")
     job, _ = job_submit(
-        owner=user, spec={"plan": plan({"key": "nap", "agent": "sleepy", "input": {"seconds": 1}}, {"key": "next", "agent": "echo", "depends_on": ["nap"]})}
+        owner=user,
+        spec={
+            "plan": plan(
+                {"key": "nap", "agent": "sleepy", "input": {"seconds": 1}},
+                {"key": "next", "agent": "echo", "depends_on": ["nap"]},
+            )
+        },
     )
     page.goto(f"{web}/app/jobs/{job.id}")
     page.evaluate("window.__sameDocument = true")
@@ -205,7 +224,8 @@ def test_the_retry_and_cancel_buttons_act_on_the_job_from_its_page(pipeline, web
 
     # Fails on its only attempt, succeeds on the next: one retry makes the job succeed.
     failing, _ = job_submit(
-        owner=user, spec={"plan": plan({"key": "shaky", "agent": "flaky", "max_attempts": 1, "input": {"succeed_on": 2}})}
+        owner=user,
+        spec={"plan": plan({"key": "shaky", "agent": "flaky", "max_attempts": 1, "input": {"succeed_on": 2}})},
     )
     assert job_wait(failing.id).status == "failed"
     page.goto(f"{web}/app/jobs/{failing.id}")

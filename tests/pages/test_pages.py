@@ -165,7 +165,8 @@ def test_the_graph_colours_nodes_by_status_and_lays_them_out_by_depth(carol):
     nodes = {
         key: (status, int(x))
         for status, key, x in re.findall(
-            r'<g class="node st-(\w+)" data-key="(\w+)" data-task-id="[^"]*" data-status="\w+" transform="translate\((\d+),', html
+            r'<g class="node st-(\w+)" data-key="(\w+)" data-task-id="[^"]*" data-status="\w+" transform="translate\((\d+),',
+            html,
         )
     }
     assert {k: s for k, (s, _) in nodes.items()} == {"a": "succeeded", "b": "failed", "c": "succeeded", "d": "skipped"}
@@ -181,8 +182,21 @@ def test_the_timeline_shows_when_a_task_waited_ran_and_backed_off(carol):
     job = make_job(carol, status=JobStatus.RUNNING, tasks={"a": TaskStatus.RUNNING})
     task = Task.objects.get(job=job, key="a")
     events_append(job.id, [NewEvent("task.status", task_id=task.id, status="queued", data={"key": "a", "attempt": 1})])
-    events_append(job.id, [NewEvent("task.status", task_id=task.id, status="running", data={"key": "a", "attempt": 1, "worker": "w1"})])
-    events_append(job.id, [NewEvent("task.retry", task_id=task.id, status="pending", data={"key": "a", "attempt": 1, "error": "boom", "retry_in": 0.5})])
+    events_append(
+        job.id,
+        [NewEvent("task.status", task_id=task.id, status="running", data={"key": "a", "attempt": 1, "worker": "w1"})],
+    )
+    events_append(
+        job.id,
+        [
+            NewEvent(
+                "task.retry",
+                task_id=task.id,
+                status="pending",
+                data={"key": "a", "attempt": 1, "error": "boom", "retry_in": 0.5},
+            )
+        ],
+    )
     events_append(job.id, [NewEvent("task.status", task_id=task.id, status="queued", data={"key": "a", "attempt": 2})])
     events_append(job.id, [NewEvent("task.status", task_id=task.id, status="running", data={"key": "a", "attempt": 2})])
     # Spread the events over time, as they would be.
@@ -215,7 +229,12 @@ def test_the_submit_form_creates_the_job_and_opens_its_page(carol):
     assert "&quot;key&quot;: &quot;fetch&quot;" in form  # the diamond example is filled in
     response = client.post(
         "/app/jobs/new",
-        {"requirements": "two steps", "plan": '{"tasks": [{"key": "x", "agent": "echo"}]}', "priority": "3", "form_key": "k1"},
+        {
+            "requirements": "two steps",
+            "plan": '{"tasks": [{"key": "x", "agent": "echo"}]}',
+            "priority": "3",
+            "form_key": "k1",
+        },
     )
     job = Job.objects.get(owner=carol)
     assert response.status_code == 302 and response["Location"] == f"/app/jobs/{job.id}"
@@ -293,7 +312,13 @@ def test_the_pages_only_answer_the_methods_they_serve(carol):
 
 
 def test_the_stylesheet_and_scripts_are_served_by_the_app(client):
-    for path in ("agentbus/agentbus.css", "agentbus/live.js", "agentbus/job.js", "agentbus/jobs.js", "admin/css/base.css"):
+    for path in (
+        "agentbus/agentbus.css",
+        "agentbus/live.js",
+        "agentbus/job.js",
+        "agentbus/jobs.js",
+        "admin/css/base.css",
+    ):
         response = client.get(f"/static/{path}")
         assert response.status_code == 200, path
         b"".join(response.streaming_content if response.streaming else [response.content])
@@ -314,7 +339,7 @@ def test_the_job_page_lists_each_tasks_review_gates_and_artifacts(carol):
     html = browser(carol).get(f"/app/jobs/{job.id}").content.decode()
     assert f'href="/jobs/{job.id}/artifacts/{artifact.id}"' in html and "report.csv" in html
     assert f'href="/app/reviews/{review.id}"' in html
-    assert f'/app/reviews/{plan_review.id}' not in html  # decided: nothing to act on
+    assert f"/app/reviews/{plan_review.id}" not in html  # decided: nothing to act on
     assert '<g class="node st-awaiting_review" data-key="b"' in html
     artifact.file.delete(save=False)
 

@@ -41,7 +41,9 @@ def test_retrying_a_failed_job_reruns_only_its_failed_and_skipped_tasks_until_it
     # Attempt numbers go on from where they were, with a fresh budget of two.
     assert (after["flaky"].attempt, after["flaky"].max_attempts, after["flaky"].output) == (3, 4, {"attempt": 3})
     assert after["after"].status == TaskStatus.SUCCEEDED
-    statuses = list(JobEvent.objects.filter(job=job, type="job.status").order_by("seq").values_list("status", flat=True))
+    statuses = list(
+        JobEvent.objects.filter(job=job, type="job.status").order_by("seq").values_list("status", flat=True)
+    )
     assert statuses == ["submitted", "running", "failed", "running", "succeeded"]
     seqs = list(JobEvent.objects.filter(job=job).order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
@@ -59,7 +61,11 @@ def test_a_job_that_is_running_or_succeeded_cannot_be_retried(pipeline):
 
 def test_a_job_cancelled_before_it_was_planned_starts_over_when_retried(pipeline):
     owner = make_user("tara")
-    job = Job.objects.create(owner=owner, plan=plan({"key": "x", "agent": "echo", "queue": "default", "max_attempts": 1, "timeout": 30}), status=JobStatus.CANCELLED)
+    job = Job.objects.create(
+        owner=owner,
+        plan=plan({"key": "x", "agent": "echo", "queue": "default", "max_attempts": 1, "timeout": 30}),
+        status=JobStatus.CANCELLED,
+    )
     job_retry_failed(job=job)
     assert job_wait(job.id).status == JobStatus.SUCCEEDED
 

@@ -70,11 +70,7 @@ def two_web_replicas(processes, tmp_path):
             str(port),
             "agentbus_site.asgi:application",
         ]
-        procs.append(
-            subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        )
+        procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
     try:
 
         def serving() -> bool:
@@ -140,9 +136,7 @@ def test_a_window_admits_exactly_the_limit_and_says_when_the_next_slot_frees(
 
 
 @pytest.mark.django_db
-def test_a_user_at_the_active_jobs_quota_gets_a_429_until_a_job_finishes(
-    settings, redis_flushed
-):
+def test_a_user_at_the_active_jobs_quota_gets_a_429_until_a_job_finishes(settings, redis_flushed):
     settings.AGENTBUS_MAX_ACTIVE_JOBS_PER_USER = 2
     erin = client_for(make_user("erin"))
     body = {"plan": {"tasks": [{"key": "a", "agent": "echo"}]}}

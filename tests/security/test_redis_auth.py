@@ -47,15 +47,11 @@ def point_at(settings):
     redis_reset()
 
 
-def test_every_process_works_through_an_acl_user_with_a_password(
-    processes, point_at, alice, tmp_path
-):
+def test_every_process_works_through_an_acl_user_with_a_password(processes, point_at, alice, tmp_path):
     server = RedisServer(ACL_PORT, tmp_path).start()
     try:
         admin = redis_lib.Redis(port=ACL_PORT)
-        admin.execute_command(
-            "ACL", "SETUSER", "agentbus", "on", ">s3cret-pw", "~*", "&*", "+@all"
-        )
+        admin.execute_command("ACL", "SETUSER", "agentbus", "on", ">s3cret-pw", "~*", "&*", "+@all")
         admin.execute_command("ACL", "SETUSER", "default", "off")
         with pytest.raises(redis_lib.exceptions.AuthenticationError):
             redis_lib.Redis(port=ACL_PORT).ping()  # no credentials: refused
@@ -77,9 +73,7 @@ def test_every_process_works_through_an_acl_user_with_a_password(
         server.stop()
 
 
-def test_every_process_works_over_tls_with_a_verified_certificate(
-    processes, point_at, alice, tmp_path
-):
+def test_every_process_works_over_tls_with_a_verified_certificate(processes, point_at, alice, tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -96,9 +90,7 @@ def test_every_process_works_over_tls_with_a_verified_certificate(
         "--tls-ca-cert-file",
         str(cert),
     ]
-    server = RedisServer(
-        TLS_PORT, tmp_path, *tls, "--tls-auth-clients", "no", tls_ca=cert
-    ).start()
+    server = RedisServer(TLS_PORT, tmp_path, *tls, "--tls-auth-clients", "no", tls_ca=cert).start()
     try:
         assert server.url.startswith("rediss://")
         # Plain text to the TLS port gets nowhere.

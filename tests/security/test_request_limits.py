@@ -22,9 +22,7 @@ def test_an_oversized_body_is_a_413_in_the_error_shape(alice, path):
 
 
 def test_an_oversized_form_outside_the_api_is_a_413_too():
-    response = APIClient().post(
-        "/accounts/login/", {"username": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE}
-    )
+    response = APIClient().post("/accounts/login/", {"username": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
     assert response.status_code == 413
     assert response.json()["error"] == "request_too_large"
 
@@ -40,21 +38,14 @@ def test_over_long_requirements_are_a_400_naming_the_field(alice):
 
 
 def test_a_plan_with_too_many_tasks_is_a_400_naming_the_plan(alice):
-    tasks = [
-        {"key": f"t{i}", "agent": "echo"}
-        for i in range(settings.AGENTBUS_MAX_PLAN_TASKS + 1)
-    ]
+    tasks = [{"key": f"t{i}", "agent": "echo"} for i in range(settings.AGENTBUS_MAX_PLAN_TASKS + 1)]
     response = alice.post("/jobs", {"plan": {"tasks": tasks}}, format="json")
     assert response.status_code == 400
     assert "plan.tasks" in response.json()["fields"]
 
 
 def test_an_over_long_task_key_and_oversized_task_input_are_400s(alice):
-    plan = {
-        "tasks": [
-            {"key": "k" * 101, "agent": "echo", "input": {"blob": "x" * (300 * 1024)}}
-        ]
-    }
+    plan = {"tasks": [{"key": "k" * 101, "agent": "echo", "input": {"blob": "x" * (300 * 1024)}}]}
     response = alice.post("/jobs", {"plan": plan}, format="json")
     assert response.status_code == 400
     fields = response.json()["fields"]
@@ -65,9 +56,7 @@ def test_nothing_is_written_for_a_refused_job(alice):
     from jobs.models import Job
 
     alice.post("/jobs", _too_big(), content_type="application/json")
-    alice.post(
-        "/jobs", {"plan": {"tasks": [{"key": "a", "agent": "nope"}]}}, format="json"
-    )
+    alice.post("/jobs", {"plan": {"tasks": [{"key": "a", "agent": "nope"}]}}, format="json")
     assert Job.objects.count() == 0
 
 

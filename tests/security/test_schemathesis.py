@@ -50,18 +50,11 @@ def live_api(tmp_path):
         str(PORT),
         "agentbus_site.asgi:application",
     ]
-    web = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    web = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def serving() -> bool:
         try:
-            return (
-                urllib.request.urlopen(
-                    f"http://127.0.0.1:{PORT}/healthz", timeout=2
-                ).status
-                == 200
-            )
+            return urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=2).status == 200
         except OSError:
             return False
 
@@ -99,6 +92,4 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(live_api, tm
     )  # fmt: skip
     output = result.stdout + result.stderr
     (tmp_path / "schemathesis.txt").write_text(output)
-    assert result.returncode == 0, (
-        output[-20000:] + "\n--- web log ---\n" + web_log.read_text()[-5000:]
-    )
+    assert result.returncode == 0, output[-20000:] + "\n--- web log ---\n" + web_log.read_text()[-5000:]

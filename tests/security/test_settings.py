@@ -24,11 +24,7 @@ _TEST_RELAXATIONS = (
 
 
 def production_env(**extra: str) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _TEST_RELAXATIONS and not k.startswith("DJANGO_")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in _TEST_RELAXATIONS and not k.startswith("DJANGO_")}
     env.update(
         DJANGO_SETTINGS_MODULE="agentbus_site.settings",
         SECRET_KEY=secrets.token_urlsafe(50),

@@ -45,7 +45,10 @@ def test_a_job_over_its_token_budget_stops_with_the_reason(llm_worker, llm_confi
 
 
 def test_a_job_past_its_deadline_stops_and_its_running_task_is_stopped(pipeline, alice):
-    job_id = submit(alice, {"plan": plan({"key": "slow", "agent": "sleepy", "input": {"seconds": 30}}), "budget": {"deadline_seconds": 2}})
+    job_id = submit(
+        alice,
+        {"plan": plan({"key": "slow", "agent": "sleepy", "input": {"seconds": 30}}), "budget": {"deadline_seconds": 2}},
+    )
     job = job_wait(job_id, timeout=15)
     assert job.status == "failed"
     assert job.error.startswith("budget: the job's deadline")
@@ -70,7 +73,9 @@ def test_a_bad_budget_is_a_400_naming_the_field(alice, budget):
 
 
 def test_spawning_past_max_tasks_fails_the_job_with_the_budget_reason(pipeline, alice):
-    job_id = submit(alice, {"plan": plan({"key": "root", "agent": "spawner", "input": {"count": 3}}), "budget": {"max_tasks": 3}})
+    job_id = submit(
+        alice, {"plan": plan({"key": "root", "agent": "spawner", "input": {"count": 3}}), "budget": {"max_tasks": 3}}
+    )
     job = job_wait(job_id)
     assert job.status == "failed"
     assert "budget: spawning 3 task(s) would make 4 tasks, over the job's max_tasks of 3" in job.error

@@ -18,7 +18,9 @@ def submit(client, body: dict) -> str:
 
 
 def test_artifacts_are_listed_in_the_results_and_downloadable_by_their_owner_only(pipeline, alice, bob):
-    job_id = submit(alice, {"plan": plan({"key": "draw", "agent": "artist", "input": {"files": {"report.md": "# Tides\n"}}})})
+    job_id = submit(
+        alice, {"plan": plan({"key": "draw", "agent": "artist", "input": {"files": {"report.md": "# Tides\n"}}})}
+    )
     assert job_wait(job_id).status == "succeeded"
 
     artifacts = {a["name"]: a for a in alice.get(f"/jobs/{job_id}/results").json()["artifacts"]}
@@ -37,7 +39,9 @@ def test_artifacts_are_listed_in_the_results_and_downloadable_by_their_owner_onl
     # Someone else gets a 404, as for anything of another user's.
     denied = bob.get(report["url"])
     assert denied.status_code == 404 and denied.json()["error"] == "not_found"
-    assert bob.get(f"/jobs/{job_id}/artifacts/{Artifact.objects.exclude(pk=report['id']).first().pk}").status_code == 404
+    assert (
+        bob.get(f"/jobs/{job_id}/artifacts/{Artifact.objects.exclude(pk=report['id']).first().pk}").status_code == 404
+    )
 
 
 def test_spawned_tasks_join_the_dag_after_their_parent_and_make_the_result(pipeline, alice):

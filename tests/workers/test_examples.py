@@ -52,7 +52,12 @@ def test_the_example_http_agent_refuses_unsigned_requests_and_runs_in_a_job(pipe
     assert staff.post("/agents", body, format="json").status_code == 201
     job = alice.post(
         "/jobs",
-        {"plan": plan({"key": "a", "agent": "echo"}, {"key": "s", "agent": "shout", "input": {"text": "hi"}, "depends_on": ["a"]})},
+        {
+            "plan": plan(
+                {"key": "a", "agent": "echo"},
+                {"key": "s", "agent": "shout", "input": {"text": "hi"}, "depends_on": ["a"]},
+            )
+        },
         format="json",
     ).json()
     assert job_wait(job["id"]).status == "succeeded"

@@ -42,7 +42,9 @@ def signature_ok(request: dict) -> bool:
 def test_an_http_agent_failing_twice_with_503_is_called_three_times_signed_with_upstream_outputs(
     pipeline, staff, alice, serve
 ):
-    server = serve(AGENT_PORT, lambda n, body: (503, {"error": "busy"}) if n <= 2 else (200, {"output": {"seen": body["input"]}}))
+    server = serve(
+        AGENT_PORT, lambda n, body: (503, {"error": "busy"}) if n <= 2 else (200, {"output": {"seen": body["input"]}})
+    )
     register(staff, "summarize-http")
     body = {
         "requirements": "summarize",
@@ -106,7 +108,9 @@ def test_an_open_circuit_makes_tasks_wait_without_spending_attempts_and_shows_in
     open_agent = wait_for(lambda: (a := circuit())["circuit"]["state"] == "open" and a, timeout=15, message="open")
     assert open_agent["health"]["status"] == "down"
     assert open_agent["circuit"]["failures"] >= 2
-    wait_for(lambda: JobEvent.objects.filter(job_id=job_id, type="task.deferred").exists(), timeout=10, message="deferral")
+    wait_for(
+        lambda: JobEvent.objects.filter(job_id=job_id, type="task.deferred").exists(), timeout=10, message="deferral"
+    )
     assert server.calls == 2  # nobody calls an endpoint whose circuit is open
 
     job = job_wait(job_id, timeout=30)
@@ -131,7 +135,9 @@ def test_an_http_agent_asking_a_human_is_called_again_with_the_answer(pipeline, 
     server = serve(AGENT_PORT, script)
     register(staff, "writer-http")
     job_id = submit(alice, {"plan": plan({"key": "w", "agent": "writer-http"})})
-    review = wait_for(lambda: Review.objects.filter(job_id=job_id, kind="question", status="pending").first(), message="question")
+    review = wait_for(
+        lambda: Review.objects.filter(job_id=job_id, kind="question", status="pending").first(), message="question"
+    )
     assert review.proposed == {"question": "Formal or casual?", "options": ["formal", "casual"]}
     assert Task.objects.get(job_id=job_id).status == "awaiting_input"
 
@@ -144,7 +150,10 @@ def test_an_http_agent_asking_a_human_is_called_again_with_the_answer(pipeline, 
 
 
 def test_an_http_agent_can_add_follow_up_tasks_to_its_job(pipeline, staff, alice, serve):
-    follow_ups = [{"key": "page-1", "agent": "echo", "input": {"page": 1}}, {"key": "page-2", "agent": "echo", "input": {"page": 2}}]
+    follow_ups = [
+        {"key": "page-1", "agent": "echo", "input": {"page": 1}},
+        {"key": "page-2", "agent": "echo", "input": {"page": 2}},
+    ]
     serve(AGENT_PORT, lambda n, body: (200, {"output": {"pages": 2}, "spawn": follow_ups}))
     register(staff, "crawler-http")
     job_id = submit(alice, {"plan": plan({"key": "crawl", "agent": "crawler-http"})})

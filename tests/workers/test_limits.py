@@ -13,9 +13,15 @@ from tests.conftest import job_wait, plan, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_an_agent_limited_to_one_task_never_runs_two_at_once_over_two_workers(pipeline, processes, redis_flushed, alice):
+def test_an_agent_limited_to_one_task_never_runs_two_at_once_over_two_workers(
+    pipeline, processes, redis_flushed, alice
+):
     second = processes.start("rqworker", "default", name="second-worker")
-    wait_for(lambda: sum("default" in w.queue_names() for w in Worker.all(connection=redis_flushed)) >= 2, timeout=30, message="two workers")
+    wait_for(
+        lambda: sum("default" in w.queue_names() for w in Worker.all(connection=redis_flushed)) >= 2,
+        timeout=30,
+        message="two workers",
+    )
     try:
         body = {"plan": plan(*({"key": f"s{i}", "agent": "solo", "input": {"seconds": 0.6}} for i in range(3)))}
         response = alice.post("/jobs", body, format="json")

@@ -27,15 +27,27 @@ def register_llm(staff, name: str, **extra) -> None:
     assert response.status_code == 201, response.content
 
 
-def test_an_llm_agents_answer_lands_in_the_results_with_its_token_usage(llm_worker, llm_configured, staff, alice, serve):
+def test_an_llm_agents_answer_lands_in_the_results_with_its_token_usage(
+    llm_worker, llm_configured, staff, alice, serve
+):
     server = serve(LLM_PORT, lambda n, body: (200, chat_completion("Bonjour", prompt_tokens=31, completion_tokens=4)))
     register_llm(staff, "translator")
-    job_id = submit(alice, {"requirements": "greet in French", "plan": plan({"key": "t", "agent": "translator", "input": {"prompt": "Say hello"}})})
+    job_id = submit(
+        alice,
+        {
+            "requirements": "greet in French",
+            "plan": plan({"key": "t", "agent": "translator", "input": {"prompt": "Say hello"}}),
+        },
+    )
     assert job_wait(job_id).status == "succeeded"
 
     results = alice.get(f"/jobs/{job_id}/results").json()
     task = results["tasks"]["t"]
-    assert task["output"] == {"answer": "Bonjour", "model": "scripted-model", "usage": {"prompt_tokens": 31, "completion_tokens": 4, "total_tokens": 35}}
+    assert task["output"] == {
+        "answer": "Bonjour",
+        "model": "scripted-model",
+        "usage": {"prompt_tokens": 31, "completion_tokens": 4, "total_tokens": 35},
+    }
     assert task["tokens_used"] == 35 and task["usage"]["calls"] == 1
     assert results["tokens_used"] == 35
     assert alice.get(f"/jobs/{job_id}").json()["tokens_used"] == 35
@@ -48,7 +60,9 @@ def test_an_llm_agents_answer_lands_in_the_results_with_its_token_usage(llm_work
     assert "greet in French" in messages[1]["content"] and "Say hello" in messages[1]["content"]
 
 
-def test_a_job_with_requirements_only_is_planned_by_the_llm_into_tasks_that_run(llm_worker, llm_configured, alice, serve):
+def test_a_job_with_requirements_only_is_planned_by_the_llm_into_tasks_that_run(
+    llm_worker, llm_configured, alice, serve
+):
     planned = {"tasks": [
         {"key": "research", "agent": "echo", "input": {"topic": "tides"}},
         {"key": "outline", "agent": "echo", "depends_on": ["research"]},
@@ -75,7 +89,9 @@ def test_a_job_with_requirements_only_is_planned_by_the_llm_into_tasks_that_run(
     assert "echo" in prompt[0]["content"] and prompt[1]["content"] == "Write a short article about tides."
 
 
-def test_an_invalid_plan_from_the_llm_is_retried_with_the_errors_then_fails_the_job_clearly(llm_worker, llm_configured, alice, serve):
+def test_an_invalid_plan_from_the_llm_is_retried_with_the_errors_then_fails_the_job_clearly(
+    llm_worker, llm_configured, alice, serve
+):
     bad = {"tasks": [{"key": "a", "agent": "no-such-agent"}]}
     server = serve(LLM_PORT, lambda n, body: (200, chat_completion(json.dumps(bad))))
     job_id = submit(alice, {"requirements": "Do something impossible."})
@@ -115,11 +131,16 @@ def test_with_an_llm_a_job_needs_requirements_or_a_plan(alice, llm_configured):
     assert "requirements" in response.json()["fields"]
 
 
-def test_a_planned_job_with_plan_review_is_planned_again_with_the_reviewers_feedback(llm_worker, llm_configured, alice, serve):
+def test_a_planned_job_with_plan_review_is_planned_again_with_the_reviewers_feedback(
+    llm_worker, llm_configured, alice, serve
+):
     from jobs.models import Review
     from tests.conftest import wait_for
 
-    plans = [{"tasks": [{"key": "draft", "agent": "echo"}]}, {"tasks": [{"key": "outline", "agent": "echo"}, {"key": "draft", "agent": "echo", "depends_on": ["outline"]}]}]
+    plans = [
+        {"tasks": [{"key": "draft", "agent": "echo"}]},
+        {"tasks": [{"key": "outline", "agent": "echo"}, {"key": "draft", "agent": "echo", "depends_on": ["outline"]}]},
+    ]
     server = serve(LLM_PORT, lambda n, body: (200, chat_completion(json.dumps(plans[min(n, 2) - 1]))))
     job_id = submit(alice, {"requirements": "Write a memo.", "review_plan": True})
 
@@ -128,7 +149,9 @@ def test_a_planned_job_with_plan_review_is_planned_again_with_the_reviewers_feed
 
     first = wait_for(pending_plan_review, message="the plan review")
     assert first.proposed["tasks"][0]["key"] == "draft"
-    response = alice.post(f"/reviews/{first.id}/decision", {"decision": "reject", "comment": "Outline first."}, format="json")
+    response = alice.post(
+        f"/reviews/{first.id}/decision", {"decision": "reject", "comment": "Outline first."}, format="json"
+    )
     assert response.status_code == 200, response.content
     second = wait_for(lambda: (r := pending_plan_review()) and r.pk != first.pk and r, message="the new plan's review")
     assert [t["key"] for t in second.proposed["tasks"]] == ["outline", "draft"]

@@ -7,7 +7,12 @@ import pytest
 from workers.models import AgentDefinition
 from workers.registry import agent_get
 
-HTTP_AGENT = {"name": "translate", "kind": "http", "url": "http://127.0.0.1:8149/translate", "secret": "k-very-secret-xyz"}
+HTTP_AGENT = {
+    "name": "translate",
+    "kind": "http",
+    "url": "http://127.0.0.1:8149/translate",
+    "secret": "k-very-secret-xyz",
+}
 
 
 def test_a_non_staff_user_cannot_register_an_agent(alice):

@@ -81,7 +81,9 @@ def body_from_file(path: str, *, requirements: str | None, priority: int | None)
     except ValueError as exc:
         raise CommandError(f"{path} is not JSON: {exc}", returncode=2) from None
     if not isinstance(content, dict) or not ("tasks" in content or "plan" in content):
-        raise CommandError(f'{path} must be a JSON object: a plan {{"tasks": [...]}} or a job body {{"plan": ...}}', returncode=2)
+        raise CommandError(
+            f'{path} must be a JSON object: a plan {{"tasks": [...]}} or a job body {{"plan": ...}}', returncode=2
+        )
     body = dict(content) if "plan" in content else {"plan": content}
     if requirements is not None:
         body["requirements"] = requirements
@@ -123,7 +125,11 @@ class Follower:
             self.bar.set_postfix_str(f"{key}: {status}", refresh=False)
         elif kind == "task.progress":
             progress = event.get("progress")
-            label = f"{event.get('key', '?')}: {progress:.0%}" if isinstance(progress, (int, float)) else event.get("key", "?")
+            label = (
+                f"{event.get('key', '?')}: {progress:.0%}"
+                if isinstance(progress, (int, float))
+                else event.get("key", "?")
+            )
             self.bar.set_postfix_str(f"{label} {event.get('message', '')}".strip(), refresh=False)
         self.bar.refresh()
 
@@ -148,7 +154,9 @@ class Follower:
                 time.sleep(min(2.0, 0.2 * 2**failures))
             except WebSocketException as exc:  # closed mid-stream, or a refused handshake
                 if isinstance(exc, InvalidStatus) and exc.response.status_code == 403:
-                    raise CommandError("the server refused the job's websocket (token or job not valid)", returncode=2) from None
+                    raise CommandError(
+                        "the server refused the job's websocket (token or job not valid)", returncode=2
+                    ) from None
                 failures += 1
                 time.sleep(min(2.0, 0.2 * 2**failures))
         if not self.done:
@@ -182,14 +190,26 @@ class Command(BaseCommand):
     help = "Submit a job to a running agentbus (REST API) and optionally follow it live."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--plan", required=True, help='JSON file ("-" for stdin): a plan {"tasks": [...]} or a whole job body.')
+        parser.add_argument(
+            "--plan", required=True, help='JSON file ("-" for stdin): a plan {"tasks": [...]} or a whole job body.'
+        )
         parser.add_argument("--requirements", help="The job's free-text requirements (overrides the file's).")
         parser.add_argument("--priority", type=int, help="-100 to 100 (overrides the file's).")
         parser.add_argument("--follow", action="store_true", help="Follow the job live, then print its results.")
-        parser.add_argument("--url", default=None, help="The server's base URL (env AGENTBUS_URL, default http://127.0.0.1:8000).")
-        parser.add_argument("--token", default=None, help="API token (env AGENTBUS_TOKEN); get one with POST /auth/token.")
-        parser.add_argument("--idempotency-key", default=None, help="Makes a retried submission return the same job (default: a new UUID).")
-        parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds to follow before giving up (default 3600).")
+        parser.add_argument(
+            "--url", default=None, help="The server's base URL (env AGENTBUS_URL, default http://127.0.0.1:8000)."
+        )
+        parser.add_argument(
+            "--token", default=None, help="API token (env AGENTBUS_TOKEN); get one with POST /auth/token."
+        )
+        parser.add_argument(
+            "--idempotency-key",
+            default=None,
+            help="Makes a retried submission return the same job (default: a new UUID).",
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=3600.0, help="Seconds to follow before giving up (default 3600)."
+        )
         parser.add_argument("--quiet", action="store_true", help="No progress bar.")
 
     def handle(self, *args, **options) -> None:
@@ -198,7 +218,9 @@ class Command(BaseCommand):
         url = options["url"] or os.environ.get("AGENTBUS_URL", "http://127.0.0.1:8000")
         token = options["token"] or os.environ.get("AGENTBUS_TOKEN", "")
         if not token:
-            raise CommandError("an API token is needed: --token or AGENTBUS_TOKEN (POST /auth/token gives one)", returncode=2)
+            raise CommandError(
+                "an API token is needed: --token or AGENTBUS_TOKEN (POST /auth/token gives one)", returncode=2
+            )
         if urlparse(url).scheme not in ("http", "https"):
             raise CommandError(f"--url must be http(s)://..., not {url!r}", returncode=2)
         body = body_from_file(options["plan"], requirements=options["requirements"], priority=options["priority"])

@@ -29,7 +29,16 @@ class Command(BaseCommand):
         if chroma is None:
             raise CommandError("the `chroma` command is not installed (pip install chromadb)")
         os.makedirs(options["path"], exist_ok=True)
-        argv = [chroma, "run", "--path", options["path"], "--host", url.hostname or "127.0.0.1", "--port", str(url.port or 8000)]
+        argv = [
+            chroma,
+            "run",
+            "--path",
+            options["path"],
+            "--host",
+            url.hostname or "127.0.0.1",
+            "--port",
+            str(url.port or 8000),
+        ]
         self.stdout.write(" ".join(argv))
         self.stdout.flush()
         os.execv(chroma, argv)
