@@ -50,6 +50,21 @@ ErrorSerializer = inline_serializer(
 )
 
 
+def page_of(name: str, serializer) -> object:
+    """The schema of one page of a paginated list (agentbus_site.pagination)."""
+    from rest_framework import serializers
+
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer(many=True),
+        },
+    )
+
+
 def error(description: str, *examples: OpenApiExample) -> OpenApiResponse:
     return OpenApiResponse(response=ErrorSerializer, description=description, examples=list(examples))
 

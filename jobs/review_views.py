@@ -7,14 +7,13 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_serializer,
-    inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentbus_site.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error
+from agentbus_site.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error, page_of
 from jobs.fields import BoundedJSONObjectField, StrictCharField
 from jobs.models import ReviewDecision, ReviewKind, ReviewStatus
 from jobs.review_selectors import (
@@ -149,15 +148,7 @@ class ReviewListView(GenericAPIView):
         ),
         parameters=[FilterSerializer, OpenApiParameter("page", int, description="Page number, from 1.")],
         responses={
-            200: inline_serializer(
-                name="ReviewPage",
-                fields={
-                    "count": serializers.IntegerField(),
-                    "next": serializers.URLField(allow_null=True),
-                    "previous": serializers.URLField(allow_null=True),
-                    "results": ReviewOutputSerializer(many=True),
-                },
-            ),
+            200: page_of("ReviewPage", ReviewOutputSerializer),
             400: BAD_REQUEST,
             401: UNAUTHENTICATED,
         },

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentbus_site.api_errors import ApplicationError
-from agentbus_site.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error
+from agentbus_site.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error, page_of
 from jobs.artifact_views import ArtifactOutputSerializer
 from jobs.fields import (
     BoundedJSONObjectField,
@@ -191,15 +191,7 @@ class JobListView(GenericAPIView):
             OpenApiParameter("page", int, description="Page number, from 1."),
         ],
         responses={
-            200: inline_serializer(
-                name="JobPage",
-                fields={
-                    "count": serializers.IntegerField(),
-                    "next": serializers.URLField(allow_null=True),
-                    "previous": serializers.URLField(allow_null=True),
-                    "results": JobOutputSerializer(many=True),
-                },
-            ),
+            200: page_of("JobPage", JobOutputSerializer),
             400: BAD_REQUEST,
             401: UNAUTHENTICATED,
         },

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentbus_site.api_errors import ApplicationError
+from agentbus_site.openapi import page_of
 from jobs.fields import BoundedJSONObjectField, StrictCharField, StrictIntegerField
 from memory.models import DEFAULT_NAMESPACE
 from memory.selectors import (
@@ -263,17 +264,7 @@ class MemoryListView(GenericAPIView):
         operation_id="memory_list",
         summary="List the caller's memories, newest first (paginated)",
         parameters=[FilterSerializer, OpenApiParameter("page", int, description="Page number, from 1.")],
-        responses={
-            200: inline_serializer(
-                name="MemoryPage",
-                fields={
-                    "count": serializers.IntegerField(),
-                    "next": serializers.URLField(allow_null=True),
-                    "previous": serializers.URLField(allow_null=True),
-                    "results": MemoryOutputSerializer(many=True),
-                },
-            )
-        },
+        responses={200: page_of("MemoryPage", MemoryOutputSerializer)},
         examples=[_example("A page", {"count": 1, "next": None, "previous": None, "results": [EXAMPLE_MEMORY]})],
     )
     def get(self, request):
