@@ -38,9 +38,13 @@ run: install seed-model
 test: install-dev seed-model
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Style, and the import contract (.importlinter: imports go one way, no cycles), and no
+# model change without its migration.
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	DEBUG=1 DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py makemigrations --check --dry-run
 
 bench: install-dev
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/pipeline.py

@@ -13,9 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiToken
-from agentbus_site.api_errors import ApplicationError
-from agentbus_site.openapi import BAD_REQUEST
-from agentbus_site.throttling import AnonRateThrottle
+from core.errors import ApplicationError
+from core.openapi import BAD_REQUEST
+from core.throttling import AnonRateThrottle
 
 
 class TokenObtainView(APIView):
@@ -53,7 +53,6 @@ class TokenObtainView(APIView):
             raise ApplicationError(
                 "Unable to log in with the given username and password.",
                 code="invalid_credentials",
-                status_code=status.HTTP_400_BAD_REQUEST,
             )
         _, raw = ApiToken.issue(user=user, name=data.validated_data.get("name", ""))
         return Response({"token": raw}, status=status.HTTP_200_OK)

@@ -13,8 +13,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 
+from accounts.ws_auth import TokenAuthMiddleware
 from agentbus_site.websocket_urls import websocket_urlpatterns
-from agentbus_site.ws_auth import TokenAuthMiddleware
 
 application = ProtocolTypeRouter(
     {

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN)
     "django_prometheus",  # request/response metrics of the web process at /metrics
     "accounts",
+    "agents",
     "jobs",
     "memory",
     "orchestration",
@@ -132,11 +133,11 @@ REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "
 AGENTBUS_QUEUES = env_list("AGENTBUS_QUEUES", ["default"])
 
 # django-rq reads its queues from here (the rqworker command, its admin dashboard).
-# Every queue uses JSON; workers.queue enforces the job class and signature.
+# Every queue uses JSON; core.queue enforces the job class and signature.
 RQ_QUEUES = {name: {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"} for name in AGENTBUS_QUEUES}
 RQ = {
     "WORKER_CLASS": "workers.worker.AgentWorker",
-    "JOB_CLASS": "workers.queue.SignedJob",
+    "JOB_CLASS": "core.queue.SignedJob",
 }
 
 # The websocket fan-out. "pubsub": one Redis PUBLISH per group message, and each web
@@ -196,7 +197,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/app/"
+LOGIN_REDIRECT_URL = "app-jobs"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -207,9 +208,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's JSON parser, also refusing NUL and unpaired surrogates (PostgreSQL cannot store them).
-    "DEFAULT_PARSER_CLASSES": ["agentbus_site.parsers.StrictJSONParser"],
-    "EXCEPTION_HANDLER": "agentbus_site.api_errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "agentbus_site.pagination.Pagination",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {
@@ -218,8 +219,8 @@ REST_FRAMEWORK = {
     },
     # Counted atomically in Redis, so the limits hold across web replicas.
     "DEFAULT_THROTTLE_CLASSES": [
-        "agentbus_site.throttling.UserRateThrottle",
-        "agentbus_site.throttling.AnonRateThrottle",
+        "core.throttling.UserRateThrottle",
+        "core.throttling.AnonRateThrottle",
     ],
     # Trusted proxies in front of the web processes that append to X-Forwarded-For; with
     # 0 the client IP is REMOTE_ADDR, so a client cannot choose its own by that header.
@@ -229,7 +230,7 @@ REST_FRAMEWORK = {
     "DEFAULT_METADATA_CLASS": None,
 }
 
-# OpenAPI at /schema, Swagger UI at /docs (agentbus_site/openapi.py), assets served locally.
+# OpenAPI at /schema, Swagger UI at /docs (openapi.py), assets served locally.
 SPECTACULAR_SETTINGS = {
     "TITLE": "agentbus API",
     "DESCRIPTION": (
@@ -249,8 +250,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "agentbus_site.openapi.paths_as_documented",
-        "agentbus_site.openapi_errors.error_responses_everywhere",
+        "core.openapi.paths_as_documented",
+        "core.openapi_errors.error_responses_everywhere",
     ],
 }
 
@@ -286,7 +287,7 @@ AGENTBUS_REVIEW_REMIND_BEFORE = env_int("AGENTBUS_REVIEW_REMIND_BEFORE", 3600, m
 # Rejections of a task's output that run it again; the next one fails the task.
 AGENTBUS_REVIEW_MAX_REJECTIONS = env_int("AGENTBUS_REVIEW_MAX_REJECTIONS", 3, minimum=0)
 
-# --- agents (workers.registry) and the planner --------------------------------------------
+# --- agents (agents.registry) and the planner --------------------------------------------
 # A JSON list of HTTP/LLM agents declared by the operator (see examples/agents.json).
 AGENTBUS_AGENTS_FILE = env_str("AGENTBUS_AGENTS_FILE", "")
 # The default OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp server) of LLM
@@ -334,7 +335,7 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000,
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 
-# One JSON object per line with job and task ids (agentbus_site/logging.py), or plain lines.
+# One JSON object per line with job and task ids (logging.py), or plain lines.
 LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
 if LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be json or plain")
@@ -348,10 +349,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {
-            "()": "agentbus_site.logging.PlainFormatter",
+            "()": "core.logging.PlainFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
-        "json": {"()": "agentbus_site.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},

@@ -9,19 +9,19 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from accounts.views import TokenObtainView
-from agentbus_site.health import healthz, readyz
-from agentbus_site.metrics import metrics_view
-from agentbus_site.openapi import DocsView, SchemaView
-from agentbus_site.system import SystemView
+from agents.views import AgentListView
+from core.openapi import DocsView, SchemaView
 from jobs.artifact_views import ArtifactDownloadView
 from jobs.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
 from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
-from workers.views import AgentListView
+from ops.health import healthz, readyz
+from ops.metrics import metrics_view
+from ops.system import SystemView
 
 UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/app/", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="app-jobs", permanent=False)),
     re_path(r"^auth/token/?$", TokenObtainView.as_view(), name="auth-token"),
     re_path(r"^jobs/?$", JobListView.as_view(), name="job-list"),
     re_path(rf"^jobs/{UUID}/?$", JobDetailView.as_view(), name="job-detail"),
@@ -45,12 +45,14 @@ urlpatterns = [
     # Memory: POST /memory/store, GET /memory/search, /memory/{id}, /app/memory (memory/urls.py).
     path("", include("memory.urls")),
     # The dashboard (server-rendered pages, session login).
-    re_path(r"^app/?$", job_list_page, name="app-jobs"),
+    # The dashboard's home is /app/ (what reverse() and redirects give); /app works too.
+    re_path(r"^app/$", job_list_page, name="app-jobs"),
+    re_path(r"^app$", RedirectView.as_view(pattern_name="app-jobs", permanent=False)),
     re_path(r"^app/jobs/new/?$", job_new_page, name="app-job-new"),
     re_path(rf"^app/jobs/{UUID}/?$", job_detail_page, name="app-job"),
     re_path(rf"^app/jobs/{UUID}/cancel/?$", job_cancel_page, name="app-job-cancel"),
     re_path(rf"^app/jobs/{UUID}/retry/?$", job_retry_page, name="app-job-retry"),
-    path("", include("jobs.review_urls")),  # /reviews API, /app/inbox, /app/reviews/{id}
+    path("", include("jobs.reviews.urls")),  # /reviews API, /app/inbox, /app/reviews/{id}
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

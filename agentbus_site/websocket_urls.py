@@ -1,6 +1,6 @@
 """Websocket routes (Channels), with or without a trailing slash like the REST paths.
 
-Every route sits behind ``agentbus_site.ws_auth.TokenAuthMiddleware`` (in asgi.py), so
+Every route sits behind ``accounts.ws_auth.TokenAuthMiddleware`` (in asgi.py), so
 a consumer finds the session's or the token's user in ``scope["user"]``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import re_path
 
 from jobs.consumers import JobEventsConsumer, JobListConsumer
-from jobs.review_consumers import ReviewInboxConsumer
+from jobs.reviews.consumers import ReviewInboxConsumer
 
 UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
 

@@ -97,8 +97,8 @@ def main() -> None:
     args = parser.parse_args()
 
     token = bench_ready("bench")
-    from workers.models import AgentDefinition
-    from workers.registry import agents_changed
+    from agents.models import AgentDefinition
+    from agents.registry import agents_changed
 
     AgentDefinition.objects.all().delete()
     AgentDefinition.objects.create(

@@ -1,6 +1,6 @@
-"""Pipeline throughput and hand-off latency, against raw RQ measured in the same run.
+"""Pipeline throughput, hand-off latency and scale-out, against raw RQ in the same run.
 
-    python bench/pipeline.py [--jobs 1000] [--chains 200] [--clients 4]
+    python bench/pipeline.py [--jobs 1000] [--chains 200] [--clients 4] [--workers 16]
 
 1. Baseline: raw RQ. One SimpleWorker process runs N no-op jobs (JSON serializer)
    enqueued by a client thread; throughput = N / (first enqueue -> last job finished).
@@ -9,6 +9,11 @@
    client threads; throughput = N / (first submit -> last job succeeded).
 3. Hand-off: chains of two echo tasks (a -> b) run one at a time; the latency is b's
    start minus a's finish (both timestamps written by the worker), p50 and p95.
+4. Under load, with W workers (16): 12 chains of six 0.3 s tasks in flight at once (so
+   no task waits for a free worker), the same hand-off latency.
+5. Makespan: W workers run 20*W single-task jobs of a 0.5 s I/O-bound agent submitted
+   over REST; the ideal is jobs * 0.5 s / W, and the figure is ideal / measured.
+6. The orchestrator's CPU time (user + system, from /proc) over steps 2-5, per task run.
 
 Uses PostgreSQL (DATABASE_URL, default the local server's `agentbus_bench` database,
 created and migrated here) and Redis db 14 (BENCH_REDIS_URL), which it flushes.
@@ -72,7 +77,7 @@ def bench_ready(username: str) -> str:
     from django.db import connection
 
     from accounts.models import ApiToken
-    from agentbus_site.redis_connection import redis_client
+    from core.redis import redis_client
 
     ensure_database()
     call_command("migrate", verbosity=0)
@@ -97,7 +102,7 @@ def bench_raw_rq(n: int) -> float:
     from rq import Queue, Worker
     from rq.serializers import JSONSerializer
 
-    from agentbus_site.redis_connection import redis_client
+    from core.redis import redis_client
 
     redis = redis_client()
     redis.flushdb()
@@ -125,11 +130,12 @@ def bench_raw_rq(n: int) -> float:
 
 
 class Stack:
-    """web, orchestrator and one worker, started like the Procfile does."""
+    """web, orchestrator and ``workers`` workers, started like the Procfile does."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
         self.procs: list[subprocess.Popen] = []
-        self.log = open(ROOT / "var" / "bench-pipeline.log", "w")  # noqa: SIM115 (closed in stop())
+        self.log = open(ROOT / "var" / "bench-pipeline.log", "a")  # noqa: SIM115 (closed in stop())
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -139,10 +145,11 @@ class Stack:
         commands = [
             [str(Path(sys.executable).parent / web[0]), *web[1:]],
             [sys.executable, "manage.py", "orchestrate"],
-            [sys.executable, "manage.py", "rqworker", "default", "--verbosity", "0"],
         ]
+        commands += [[sys.executable, "manage.py", "rqworker", "default", "--verbosity", "0"]] * self.workers
         for argv in commands:
             self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT))
+        self.orchestrator = self.procs[1]
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -152,7 +159,18 @@ class Stack:
                     break
             except OSError:
                 time.sleep(0.2)
-        time.sleep(2)  # the worker and the orchestrator finish starting
+        from rq import Worker
+
+        from core.redis import redis_client
+
+        while len(Worker.all(connection=redis_client())) < self.workers and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # the orchestrator finishes starting
+
+    def orchestrator_cpu(self) -> float:
+        """Seconds of CPU (user + system) the orchestrator has used so far."""
+        fields = Path(f"/proc/{self.orchestrator.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -249,6 +267,44 @@ def bench_handoff(token: str, chains: int) -> list[float]:
     return latencies
 
 
+def handoffs(job_ids: list[str]) -> list[float]:
+    """Each task's start minus the finish of the dependency it waited for last, in ms."""
+    from jobs.models import Task
+
+    latencies = []
+    for job_id in job_ids:
+        tasks = {t.key: t for t in Task.objects.filter(job_id=job_id)}
+        for task in tasks.values():
+            if task.depends_on:
+                ready = max(tasks[d].finished_at for d in task.depends_on)
+                latencies.append((task.started_at - ready).total_seconds() * 1000)
+    return latencies
+
+
+def bench_handoff_under_load(token: str, chains: int, length: int, seconds: float) -> list[float]:
+    tasks = [{"key": "t0", "agent": "sleep", "input": {"seconds": seconds}}]
+    tasks += [
+        {"key": f"t{i}", "agent": "sleep", "input": {"seconds": seconds}, "depends_on": [f"t{i - 1}"]}
+        for i in range(1, length)
+    ]
+    ids = submit_jobs(token, [{"plan": {"tasks": tasks}}] * chains, chains)
+    wait_finished(ids, "chains in flight", timeout=120)
+    return handoffs(ids)
+
+
+def bench_makespan(token: str, jobs: int, seconds: float, workers: int, clients: int) -> tuple[float, float]:
+    from django.db.models import Max
+
+    from jobs.models import Job
+
+    bodies = [{"plan": {"tasks": [{"key": "io", "agent": "sleep", "input": {"seconds": seconds}}]}}] * jobs
+    started = time.time()
+    ids = submit_jobs(token, bodies, clients)
+    wait_finished(ids, "I/O-bound jobs", timeout=300)
+    last = Job.objects.filter(pk__in=ids).aggregate(last=Max("finished_at"))["last"].timestamp()
+    return last - started, jobs * seconds / workers
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -258,6 +314,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=16, help="workers for the load and makespan runs")
     args = parser.parse_args()
 
     token = bench_ready("bench")
@@ -265,17 +322,34 @@ def main() -> None:
     print(f"agentbus pipeline benchmark: {args.jobs} jobs, {args.clients} REST clients, {os.cpu_count()} cores")
     rq_rate = bench_raw_rq(args.jobs)
 
-    from agentbus_site.redis_connection import redis_client
+    from core.redis import redis_client
 
     redis_client().flushdb()
+    from jobs.models import Task
+
     stack = Stack()
     stack.start()
     try:
         bench_agentbus(token, min(50, args.jobs), args.clients)  # warm-up
+        tasks_before, cpu_before = Task.objects.count(), stack.orchestrator_cpu()
         ours, submit_rate = bench_agentbus(token, args.jobs, args.clients)
         latencies = bench_handoff(token, args.chains)
+        cpu = stack.orchestrator_cpu() - cpu_before
     finally:
         stack.stop()
+
+    redis_client().flushdb()
+    stack = Stack(workers=args.workers)
+    stack.start()
+    try:
+        bench_handoff_under_load(token, 2, 2, 0.05)  # warm-up: every worker connects
+        cpu_before = stack.orchestrator_cpu()
+        loaded = bench_handoff_under_load(token, 12, 6, 0.3)
+        makespan, ideal = bench_makespan(token, 20 * args.workers, 0.5, args.workers, args.clients)
+        cpu += stack.orchestrator_cpu() - cpu_before
+    finally:
+        stack.stop()
+    tasks_run = Task.objects.count() - tasks_before - 4  # less the warm-up's
 
     print()
     print(f"{'raw RQ, no-op jobs, 1 SimpleWorker':<48}{rq_rate:>10.1f} jobs/s")
@@ -286,6 +360,15 @@ def main() -> None:
         f"{'hand-off, dependency done -> dependent starts':<48}"
         f"p50 {percentile(latencies, 50):.1f} ms   p95 {percentile(latencies, 95):.1f} ms   ({len(latencies)} chains)"
     )
+    print(
+        f"{f'hand-off, 12 chains of 0.3 s tasks, {args.workers} workers':<48}"
+        f"p50 {percentile(loaded, 50):.1f} ms   p95 {percentile(loaded, 95):.1f} ms   ({len(loaded)} hand-offs)"
+    )
+    print(
+        f"{f'{20 * args.workers} jobs of 0.5 s on {args.workers} workers':<48}"
+        f"{ideal / makespan:>10.2f} of ideal   ({makespan:.2f} s, ideal {ideal:.2f} s)"
+    )
+    print(f"{'orchestrator CPU per task':<48}{cpu / tasks_run * 1000:>10.3f} ms   ({cpu:.2f} s over {tasks_run} tasks)")
 
 
 if __name__ == "__main__":

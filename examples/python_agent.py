@@ -8,8 +8,8 @@ NonRetryableError fails it for good.
 
 from __future__ import annotations
 
+from agents.registry import NonRetryableError, agent
 from workers.context import AgentContext
-from workers.registry import NonRetryableError, agent
 
 
 @agent("word_count", queue="default", timeout=60, max_attempts=3, retry_backoff=1.0, concurrency=10)

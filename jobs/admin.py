@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.urls import reverse
 from django.utils.html import format_html
 
-from agentbus_site.api_errors import ApplicationError
+from core.errors import ApplicationError
 from jobs.models import Job, JobEvent, Task
 from jobs.services import job_cancel, job_requeue, job_retry_failed
 
@@ -127,7 +128,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="dashboard")
     def dashboard_link(self, job: Job) -> str:
-        return format_html('<a href="/app/jobs/{}">open the job page</a>', job.id)
+        return format_html('<a href="{}">open the job page</a>', reverse("app-job", kwargs={"job_id": job.id}))
 
 
 @admin.action(description="Requeue the jobs of selected tasks")
@@ -165,7 +166,9 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="job", ordering="job")
     def job_link(self, task: Task) -> str:
-        return format_html('<a href="/admin/jobs/job/{}/change/">{}</a>', task.job_id, str(task.job_id)[:8])
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:jobs_job_change", args=[task.job_id]), str(task.job_id)[:8]
+        )
 
 
 @admin.register(JobEvent)
@@ -187,4 +190,4 @@ class JobEventAdmin(admin.ModelAdmin):
 
 
 # Review gates and their history live in their own module.
-from jobs import review_admin  # noqa: F401
+from jobs.reviews import admin as review_admin  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -28,7 +29,7 @@ class ArtifactOutputSerializer(serializers.Serializer):
 
 
 def artifact_download_path(artifact) -> str:
-    return f"/jobs/{artifact.job_id}/artifacts/{artifact.id}"
+    return reverse("job-artifact", kwargs={"job_id": artifact.job_id, "artifact_id": artifact.id})
 
 
 class ArtifactDownloadView(APIView):

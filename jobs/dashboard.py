@@ -407,7 +407,7 @@ def system_summary() -> dict | None:
     None when Redis cannot be read, so the dashboard still renders."""
     from redis.exceptions import RedisError
 
-    from agentbus_site.system import system_status
+    from core.heartbeats import system_status
 
     try:
         status = system_status()

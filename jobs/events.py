@@ -14,43 +14,80 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agentbus_site.channel_sender import group_send_nowait
-from agentbus_site.metrics import events_observe
+from core.channels import group_send_nowait
+from core.metrics import events_observe
 from jobs.models import JobEvent
 
 logger = logging.getLogger(__name__)
 
 
+class EventType(str, Enum):
+    """Every type of event in a job's log (the ``type`` clients read; a contract)."""
+
+    JOB_STATUS = "job.status"
+    JOB_PLANNED = "job.planned"
+    TASK_STATUS = "task.status"
+    TASK_PROGRESS = "task.progress"
+    TASK_RETRY = "task.retry"
+    TASK_DEFERRED = "task.deferred"
+    REVIEW_OPENED = "review.opened"
+    REVIEW_DECIDED = "review.decided"
+    REVIEW_CLAIMED = "review.claimed"
+    REVIEW_RELEASED = "review.released"
+    REVIEW_REMINDER = "review.reminder"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Seen(str, Enum):
+    """What an append tells the reconciler about the job (``Job.advanced_seq``).
+
+    SETTLED: the transition that wrote these events also settled the job (dispatched what
+    became ready, finished it if done), so there is nothing left to do. INFORMATIONAL: the
+    events call for no action (a task started, progress); the job stays as seen as it was.
+    UNSEEN: someone must still look at the job; the reconciler will (the safe default).
+    """
+
+    SETTLED = "settled"
+    INFORMATIONAL = "informational"
+    UNSEEN = "unseen"
+
+
 @dataclass
 class NewEvent:
-    type: str
+    type: EventType | str
     task_id: Any = None
     status: str = ""
     data: dict = field(default_factory=dict)
 
 
-def _reserve_seqs(job_id, count: int, *, informational: bool) -> tuple[int, int]:
-    """Reserve ``count`` sequence numbers for a job; returns the last one and the job's
-    owner id (read by the same statement, for the owner's live job list).
+_ADVANCED = {
+    Seen.SETTLED: ("last_seq + %s", 1),
+    # Informational events need nothing from anyone: if everything before them had been
+    # seen, the job stays marked as seen, so the reconciler does not look at every
+    # running job on every pass.
+    Seen.INFORMATIONAL: ("CASE WHEN advanced_seq = last_seq THEN last_seq + %s ELSE advanced_seq END", 1),
+    Seen.UNSEEN: ("advanced_seq", 0),
+}
 
-    Informational events (a task started, progress) need nothing from the orchestrator:
-    if it had seen everything before them, the job stays marked as seen, so the
-    reconciler does not re-advance every running job on every pass.
+
+def _reserve_seqs(job_id, count: int, *, seen: Seen) -> tuple[int, int]:
+    """Reserve ``count`` sequence numbers for a job (and mark it ``seen``); returns the last
+    one and the job's owner id (read by the same statement, for the owner's live job list).
     """
-    seen = (
-        "CASE WHEN advanced_seq = last_seq THEN last_seq + %s ELSE advanced_seq END"
-        if informational
-        else "advanced_seq"
-    )
-    params = [count, count] if informational else [count]
+    seen_sql, uses_count = _ADVANCED[seen]
+    params = [count, count] if uses_count else [count]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen} WHERE id = %s RETURNING last_seq, owner_id",
+            f"UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen_sql} WHERE id = %s "
+            "RETURNING last_seq, owner_id",
             [*params, job_id.hex if connection.vendor == "sqlite" else job_id],
         )
         row = cursor.fetchone()
@@ -59,20 +96,21 @@ def _reserve_seqs(job_id, count: int, *, informational: bool) -> tuple[int, int]
     return row[0], row[1]
 
 
-def events_append(job_id, events: list[NewEvent], *, informational: bool = False) -> list[JobEvent]:
+def events_append(job_id, events: list[NewEvent], *, seen: Seen = Seen.UNSEEN) -> list[JobEvent]:
     """Append events to a job's log (2 queries, however many) and publish them on commit.
 
-    ``informational``: the events call for no orchestrator action (see _reserve_seqs)."""
+    Called with the job row already locked (jobs.lifecycle takes it first), or as the
+    first write of a transaction: the UPDATE that reserves the numbers takes that lock."""
     if not events:
         return []
     with transaction.atomic(savepoint=False):
-        last, owner_id = _reserve_seqs(job_id, len(events), informational=informational)
+        last, owner_id = _reserve_seqs(job_id, len(events), seen=seen)
         now = timezone.now()
         rows = [
             JobEvent(
                 job_id=job_id,
                 seq=last - len(events) + 1 + i,
-                type=e.type,
+                type=str(e.type),
                 task_id=e.task_id,
                 status=e.status,
                 data=e.data,
@@ -83,10 +121,6 @@ def events_append(job_id, events: list[NewEvent], *, informational: bool = False
         JobEvent.objects.bulk_create(rows)
         transaction.on_commit(lambda: events_publish(rows, owner_id=owner_id), robust=True)
     return rows
-
-
-def event_append(job_id, type: str, *, task_id=None, status: str = "", **data) -> JobEvent:
-    return events_append(job_id, [NewEvent(type=type, task_id=task_id, status=status, data=data)])[0]
 
 
 def job_group(job_id) -> str:
@@ -104,7 +138,7 @@ STAFF_JOBS_GROUP = "jobs-staff"
 
 # The events that change a row of a job list: the job's status, and its tasks' statuses
 # (from which a list shows progress). Progress ticks and logs stay on the job's socket.
-LIST_EVENT_TYPES = ("job.status", "task.status")
+LIST_EVENT_TYPES = (EventType.JOB_STATUS.value, EventType.TASK_STATUS.value)
 
 
 def events_publish(rows: list[JobEvent], *, owner_id=None) -> None:

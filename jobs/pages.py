@@ -22,7 +22,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agentbus_site.api_errors import ApplicationError, flatten_errors
+from agents.registry import agents_all
+from core.errors import ApplicationError, flatten_errors
 from jobs.dashboard import (
     dashboard_jobs,
     event_log_html,
@@ -41,7 +42,6 @@ from jobs.dashboard import (
 from jobs.models import JOB_ACTIVE, JobStatus
 from jobs.selectors import job_get, job_tasks
 from jobs.services import job_cancel, job_retry_failed, job_submit
-from workers.registry import agents_all
 
 JOBS_PER_PAGE = 25
 TASK_BODIES_INLINE = 30

@@ -14,12 +14,19 @@ from collections import deque
 from django.conf import settings
 from rest_framework import serializers
 
-from agentbus_site.api_errors import ApplicationError, flatten_errors
-from jobs.fields import BoundedJSONObjectField, StrictBooleanField, StrictCharField, StrictIntegerField
-from jobs.models import ReviewMode
-from workers.registry import agent_get
+from agents.registry import agent_get
+from core.errors import ApplicationError, flatten_errors
+from core.fields import BoundedJSONObjectField, StrictBooleanField, StrictCharField, StrictIntegerField
+from jobs.models import ReviewMode, Task
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+# A job submitted without a plan gets one task, ``_plan``, run by the ``planner`` agent
+# (the master agent, jobs.planner); its output becomes the job's plan.
+PLANNER_AGENT = "planner"
+PLANNER_TASK_KEY = "_plan"
+PLANNER_TIMEOUT = 300
+PLANNER_MAX_ATTEMPTS = 3
 
 
 class GateSerializer(serializers.Serializer):
@@ -155,3 +162,48 @@ def _topological_order(tasks: list[dict]) -> list[int] | None:
 def _invalid(fields: dict[str, list[str]]) -> ApplicationError:
     first_path, first_messages = next(iter(fields.items()))
     return ApplicationError(f"{first_path}: {first_messages[0]}", code="invalid_plan", fields=fields)
+
+
+def plan_check(plan: object, *, max_tasks: int | None) -> list[dict]:
+    """Validate a plan the planner made: plan_validate, the planner's reserved names, the
+    job's budget. Raises ApplicationError whose fields name each problem."""
+    tasks = plan_validate(plan)
+    problems: dict[str, list[str]] = {}
+    for i, task in enumerate(plan["tasks"]):
+        if task["key"] == PLANNER_TASK_KEY:
+            problems.setdefault(f"plan.tasks[{i}].key", []).append(f"'{PLANNER_TASK_KEY}' is reserved")
+        if task["agent"] == PLANNER_AGENT:
+            problems.setdefault(f"plan.tasks[{i}].agent", []).append("the planner cannot be part of a plan")
+    if max_tasks is not None and len(tasks) > max_tasks:
+        problems.setdefault("plan.tasks", []).append(
+            f"budget: has {len(tasks)} tasks, more than the job's max_tasks of {max_tasks}"
+        )
+    if problems:
+        raise ApplicationError("invalid plan", code="invalid_plan", fields=problems)
+    return tasks
+
+
+def plan_problems(exc: ApplicationError) -> str:
+    """One line naming every problem of an invalid plan (for the planner's LLM and errors)."""
+    return "; ".join(f"{path}: {', '.join(messages)}" for path, messages in exc.fields.items()) or exc.message
+
+
+def task_rows(*, job_id, specs: list[dict], now) -> list[Task]:
+    """Unsaved Task rows for validated plan tasks (a plan, a spawn): the one place a plan
+    task becomes a row."""
+    return [
+        Task(
+            job_id=job_id,
+            key=spec["key"],
+            agent=spec["agent"],
+            queue=spec["queue"],
+            input=spec.get("input", {}),
+            depends_on=spec.get("depends_on", []),
+            review=spec.get("review", ReviewMode.NONE),
+            allow_failure=spec.get("allow_failure", False),
+            max_attempts=spec["max_attempts"],
+            timeout=spec["timeout"],
+            created_at=now,
+        )
+        for spec in specs
+    ]

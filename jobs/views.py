@@ -4,6 +4,7 @@ selector, and serializes the answer."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -17,15 +18,15 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentbus_site.api_errors import ApplicationError
-from agentbus_site.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error, page_of
-from jobs.artifact_views import ArtifactOutputSerializer
-from jobs.fields import (
+from core.errors import ApplicationError, Conflict
+from core.fields import (
     BoundedJSONObjectField,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
 )
+from core.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error, page_of
+from jobs.artifact_views import ArtifactOutputSerializer
 from jobs.models import JobStatus
 from jobs.selectors import job_artifacts, job_events, job_get, job_list, job_tasks
 from jobs.services import job_cancel, job_submit
@@ -254,7 +255,7 @@ class JobListView(GenericAPIView):
                 "Idempotency-Key must be 1 to 255 characters.", fields={"Idempotency-Key": ["1 to 255 characters"]}
             )
         job, created = job_submit(owner=request.user, spec=dict(data.validated_data), idempotency_key=key)
-        headers = {"Location": f"/jobs/{job.id}"}
+        headers = {"Location": reverse("job-detail", kwargs={"job_id": job.id})}
         if not created:
             headers["Idempotent-Replayed"] = "true"
         # A job just created has no task rows yet (the orchestrator writes them), so
@@ -342,10 +343,9 @@ class JobResultsView(APIView):
     def get(self, request, job_id):
         job = job_get(user=request.user, job_id=job_id)
         if not job.is_finished:
-            raise ApplicationError(
+            raise Conflict(
                 f"The job is {job.status}; results are available once it has finished.",
                 code="job_not_finished",
-                status_code=status.HTTP_409_CONFLICT,
             )
         tasks = job_tasks(job=job).only(
             "id", "key", "agent", "status", "attempt", "output", "error", "tokens_used", "usage"

@@ -17,7 +17,7 @@ import urllib.request
 import numpy as np
 from django.conf import settings
 
-from agentbus_site.api_errors import ApplicationError
+from core.errors import Unavailable
 
 MAX_WORD_PIECES = 256  # what sentence-transformers and Chroma truncate this model at
 BATCH_SIZE = 32
@@ -101,9 +101,7 @@ def _remote_embed(texts: list[str]) -> np.ndarray:
             raise ValueError(f"asked for {len(texts)} embeddings, got {len(vectors)}")
         return _normalize(np.array(vectors, dtype=np.float32))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ApplicationError(
-            f"The embeddings endpoint failed: {exc}", code="embeddings_unavailable", status_code=503
-        ) from exc
+        raise Unavailable(f"The embeddings endpoint failed: {exc}", code="embeddings_unavailable") from exc
 
 
 def embedding_model_name() -> str:

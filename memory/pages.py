@@ -9,10 +9,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from agentbus_site.api_errors import ApplicationError
+from core.errors import ApplicationError
 from memory.selectors import (
     SEARCH_MODES,
     memory_get_for_write,
@@ -51,8 +52,7 @@ def memory_delete_page(request: HttpRequest, memory_id) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
     back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) or not back.startswith(
-        "/app/memory"
-    ):
-        back = "/app/memory"
+    page = reverse("app-memory")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) or not back.startswith(page):
+        back = page
     return redirect(back)

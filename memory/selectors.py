@@ -126,11 +126,9 @@ def memory_get_for_write(*, user, memory_id) -> Memory:
     """As memory_get; a shared memory the caller may only read is a 403."""
     memory = memory_get(user=user, memory_id=memory_id)
     if memory.shared and memory.namespace not in shared_namespaces_writable(user):
-        from agentbus_site.api_errors import ApplicationError
+        from core.errors import Forbidden
 
-        raise ApplicationError(
-            "This memory is in a shared namespace you may only read.", code="permission_denied", status_code=403
-        )
+        raise Forbidden("This memory is in a shared namespace you may only read.", code="permission_denied")
     return memory
 
 

@@ -20,9 +20,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
-from rest_framework import status
 
-from agentbus_site.api_errors import ApplicationError
+from core.errors import ApplicationError, Forbidden, NotFound
 from memory.chroma import ChromaUnavailable, chroma_delete, chroma_reset, chroma_upsert
 from memory.embeddings import embed
 from memory.models import (
@@ -60,14 +59,11 @@ def _namespace_resolve(*, user, namespace: str, field: str = "namespace") -> boo
         return False
     if not access.readable:
         # Someone else's shared namespace answers like something that does not exist.
-        raise ApplicationError(
-            f"No such namespace: {namespace}.", code="not_found", status_code=404, fields={field: ["no such namespace"]}
-        )
+        raise NotFound(f"No such namespace: {namespace}.", code="not_found", fields={field: ["no such namespace"]})
     if not access.writable:
-        raise ApplicationError(
+        raise Forbidden(
             f"You may read the shared namespace {namespace} but not write to it.",
             code="permission_denied",
-            status_code=status.HTTP_403_FORBIDDEN,
             fields={field: ["read-only for you"]},
         )
     return True

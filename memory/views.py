@@ -7,6 +7,7 @@ import json
 import re
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -19,9 +20,9 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentbus_site.api_errors import ApplicationError
-from agentbus_site.openapi import page_of
-from jobs.fields import BoundedJSONObjectField, StrictCharField, StrictIntegerField
+from core.errors import ApplicationError
+from core.fields import BoundedJSONObjectField, StrictCharField, StrictIntegerField
+from core.openapi import page_of
 from memory.models import DEFAULT_NAMESPACE
 from memory.selectors import (
     SEARCH_MODES,
@@ -108,7 +109,9 @@ class MemoryStoreView(APIView):
         data.is_valid(raise_exception=True)
         (memory,) = memory_store_many(owner=request.user, items=[_new_memory(data.validated_data)])
         return Response(
-            {"id": str(memory.id)}, status=status.HTTP_201_CREATED, headers={"Location": f"/memory/{memory.id}"}
+            {"id": str(memory.id)},
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("memory-detail", kwargs={"memory_id": memory.id})},
         )
 
 

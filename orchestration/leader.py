@@ -13,9 +13,8 @@ import os
 import socket
 import uuid
 
-from agentbus_site.redis_connection import redis_client
-
-LEADER_KEY = "agentbus:orchestrator:leader"
+from core.heartbeats import LEADER_KEY, leader_identity  # noqa: F401 (read by tests and ops)
+from core.redis import redis_client
 
 # Renew only if we still hold it: compare-and-expire in one atomic step.
 _RENEW = """
@@ -50,8 +49,3 @@ class LeaderLock:
         if self.held:
             redis_client().eval(_RELEASE, 1, LEADER_KEY, self.identity)
             self.held = False
-
-
-def leader_identity() -> str | None:
-    value = redis_client().get(LEADER_KEY)
-    return value.decode() if value else None

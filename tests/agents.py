@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from agents.registry import NonRetryableError, agent
 from workers.context import AgentContext
-from workers.registry import NonRetryableError, agent
 
 
 @agent("flaky", max_attempts=3, timeout=30)

@@ -94,12 +94,13 @@ class Processes:
         return Path(proc.log_path).read_text()
 
     def start_web(self, port: int, *, name: str = "web", env: dict | None = None) -> tuple[subprocess.Popen, str]:
-        """daphne serving agentbus_site.asgi on 127.0.0.1:``port`` (as `runserver` and the
-        browser tests use it); returns the process and its base URL once /healthz answers."""
+        """The Procfile's web process (uvicorn) on 127.0.0.1:``port``, the server the
+        browser and live tests drive; returns the process and its base URL once /healthz
+        answers."""
         log_path = self.log_dir / f"{name}-{len(self.running)}.log"
         with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentbus_site.asgi:application"],
+                procfile_command("web", HOST="127.0.0.1", PORT=str(port)),
                 cwd=ROOT,
                 env=process_env(**(env or {})),
                 stdout=log,
@@ -117,6 +118,23 @@ class Processes:
         return proc, base
 
 
+def procfile_command(process: str, **variables: str) -> list[str]:
+    """The Procfile's command line for ``process``, with its ``${NAME:-default}``
+    variables filled in, run with this interpreter's environment."""
+    import re
+    import shlex
+
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        kind, _, command = line.partition(":")
+        if kind.strip() == process:
+            filled = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), command.strip())
+            argv = shlex.split(filled)
+            if argv[0] == "python":
+                return [sys.executable, *argv[1:]]
+            return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
+    raise LookupError(f"no {process!r} process in the Procfile")
+
+
 def url_answers(url: str) -> bool:
     """True when ``url`` answers 200 (a server is up)."""
     try:
@@ -128,7 +146,7 @@ def url_answers(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_flushed(django_db_setup):
-    from agentbus_site.redis_connection import redis_client
+    from core.redis import redis_client
 
     redis_client().flushdb()
     return redis_client()

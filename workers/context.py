@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs.lifecycle import task_progress, task_usage_record
 from jobs.models import Task
-from workers.services import task_progress
+from jobs.reviews.context import task_human_context
+from jobs.reviews.gates import question_validate
 
 
 class HumanInputRequired(Exception):
@@ -36,8 +38,6 @@ class AgentContext:
         # Follow-up tasks this attempt adds to the job (ctx.spawn), written with its output.
         self.spawned: list[dict] = []
         # What reviewers said to this task so far: "answer", "feedback", ... (jobs.reviews).
-        from jobs.reviews import task_human_context
-
         self.human: dict = task_human_context(task=task)
 
     def progress(self, fraction: float, message: str = "") -> None:
@@ -49,8 +49,6 @@ class AgentContext:
         becomes ``awaiting_input`` and frees its worker); once someone answers, the agent
         runs again from the start and this call returns the answer. Code before the call
         therefore runs again: keep it cheap or idempotent."""
-        from jobs.reviews import question_validate
-
         question, options = question_validate(question, options)
         for asked in reversed(self.human.get("answers", [])):
             if asked["question"] == question:
@@ -71,10 +69,8 @@ class AgentContext:
         self.spawned.append(task)
 
     def usage_record(self, *, prompt_tokens: int = 0, completion_tokens: int = 0, total_tokens: int = 0) -> int:
-        """Count LLM tokens against this task and the job's budget (workers.llm_agent
+        """Count LLM tokens against this task and the job's budget (agents.llm
         does it for every call it makes)."""
-        from workers.services import task_usage_record
-
         return task_usage_record(
             task=self._task,
             prompt_tokens=prompt_tokens,
@@ -91,8 +87,8 @@ class AgentContext:
     def llm(self, messages: list[dict], *, max_tokens: int | None = None, agent: str | None = None):
         """Chat with the configured LLM (or agent ``agent``'s endpoint) from a Python
         agent, inside that agent's circuit breaker and the job's token budget."""
-        from workers.llm_agent import llm_chat
-        from workers.registry import AgentSpec, agent_get
+        from agents.llm import llm_chat
+        from agents.registry import AgentSpec, agent_get
 
         spec = agent_get(agent or self._task.agent) or AgentSpec(name=self._task.agent, kind="python")
         return llm_chat(spec=spec, ctx=self, messages=messages, max_tokens=max_tokens)

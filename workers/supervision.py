@@ -23,18 +23,10 @@ import time
 from django.conf import settings
 from django.db import connection
 
-from workers.services import task_heartbeat
+from agents.errors import TaskInterrupted
+from jobs.lifecycle import task_heartbeat
 
 logger = logging.getLogger(__name__)
-
-
-class TaskInterrupted(BaseException):
-    """Raised in the agent's thread to stop it. A BaseException, so an agent's own
-    ``except Exception`` cannot swallow it."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class _Supervisor(threading.Thread):

@@ -1,8 +1,8 @@
 """The RQ entry point: run one attempt of one task.
 
-RQ calls ``task_run`` with ids only (the message is JSON and signed, see workers.queue);
+RQ calls ``task_run`` with ids only (the message is JSON and signed, see core.queue);
 everything else is read from PostgreSQL, and every outcome is written back through
-workers.services, conditional on this attempt still being the running one.
+jobs.lifecycle, conditional on this attempt still being the running one.
 """
 
 from __future__ import annotations
@@ -15,21 +15,18 @@ from django.db import close_old_connections
 from pybreaker import CircuitBreakerError
 from rq import get_current_job
 
-from agentbus_site.logging import log_context
-from agentbus_site.metrics import task_timed
-from jobs.reviews import task_ask_human
-from workers.breakers import breaker_wait_seconds
+from agents.breakers import breaker_wait_seconds
+from agents.errors import TaskInterrupted
+from agents.kinds import IN_PROCESS_KINDS, AgentKind
+from agents.limits import slot_acquire, slot_release
+from agents.registry import AgentSpec, NonRetryableError, agent_get
+from agents.runners import agent_run
+from core.logging import log_context
+from core.metrics import task_timed
+from jobs.lifecycle import task_ask_human, task_claim, task_defer, task_fail_attempt, task_succeed
 from workers.context import AgentContext, HumanInputRequired
-from workers.limits import slot_acquire, slot_release
-from workers.registry import AgentSpec, NonRetryableError, agent_get
-from workers.services import (
-    task_claim,
-    task_defer,
-    task_fail_attempt,
-    task_succeed,
-    task_upstream_outputs,
-)
-from workers.supervision import TaskInterrupted, supervise
+from workers.services import task_upstream_outputs
+from workers.supervision import supervise
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +42,12 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
         logger.info("task %s attempt %s is no longer queued; message dropped", task_id, attempt)
         return
     spec = agent_get(task.agent)
-    if spec is None or (spec.kind in ("python", "planner") and spec.handler is None):
+    if spec is None or (spec.kind in IN_PROCESS_KINDS and spec.handler is None):
         task_fail_attempt(task=task, error=f"agent '{task.agent}' is not registered in worker {worker}", retryable=True)
         return
     # Waiting for an open circuit or a free slot does not spend the attempt. (A Python
     # agent's circuit guards only its ctx.llm calls, which defer on their own if open.)
-    wait = breaker_wait_seconds(spec) if spec.kind != "python" else 0.0
+    wait = breaker_wait_seconds(spec) if spec.kind != AgentKind.PYTHON else 0.0
     if wait > 0:
         task_defer(task=task, delay=wait, reason=f"circuit of agent '{spec.name}' is open")
         return
@@ -107,15 +104,7 @@ def task_run(task_id: str, attempt: int, signature: str) -> None:
 def agent_call(spec: AgentSpec, ctx: AgentContext):
     """Run the agent by its kind, then free its concurrency slot."""
     try:
-        if spec.kind == "http":
-            from workers.http_agent import http_agent_run
-
-            return http_agent_run(spec, ctx)
-        if spec.kind == "llm":
-            from workers.llm_agent import llm_agent_run
-
-            return llm_agent_run(spec, ctx)
-        return spec.handler(ctx)
+        return agent_run(spec, ctx)
     finally:
         slot_release(spec, task_id=ctx.task_id)
 

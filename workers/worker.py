@@ -16,9 +16,9 @@ from rq.exceptions import DeserializationError
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from agentbus_site.logging import log_context
-from agentbus_site.metrics import metrics_serve
-from workers.queue import SignedJob
+from core.logging import log_context
+from core.metrics import metrics_serve
+from core.queue import SignedJob
 
 
 class AgentWorker(SimpleWorker):

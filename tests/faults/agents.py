@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from agents.registry import agent
 from workers.context import AgentContext
-from workers.registry import agent
 
 FAULTS_QUEUE = "faults"
 
@@ -27,3 +27,11 @@ def touch_marker(job, *args, **kwargs) -> None:
     """An importable callable an attacker might name as an RQ callback: it creates the
     file named in the job's description, so a test can see whether it was ever called."""
     Path(job.description).touch()
+
+
+@agent("lab_flaky", queue=FAULTS_QUEUE, max_attempts=3, timeout=30)
+def lab_flaky(ctx: AgentContext) -> dict:
+    """Fails its first attempt (a retry needs the orchestrator's clock), then answers."""
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails on purpose")
+    return {"attempt": ctx.attempt}

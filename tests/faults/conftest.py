@@ -18,7 +18,7 @@ import redis as redis_lib
 from django.conf import settings
 
 import tests.faults.agents  # registers the lab agents in the test process
-from agentbus_site.redis_connection import redis_reset
+from core.redis import redis_reset
 from tests.conftest import wait_for
 from tests.faults.servers import RedisServer
 

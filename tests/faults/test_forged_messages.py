@@ -15,12 +15,12 @@ import pytest
 from rq import Callback, Queue
 from rq.serializers import JSONSerializer
 
+from core.queue import TaskMessage, tasks_enqueue
+from jobs.lifecycle import job_advance
 from jobs.models import Task
-from orchestration.services import job_advance
 from tests.conftest import wait_for
 from tests.faults.agents import FAULTS_QUEUE
 from tests.faults.conftest import sleep_plan, submit, wait_jobs
-from workers.queue import TaskMessage, tasks_enqueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

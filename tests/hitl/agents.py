@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from agents.registry import agent
 from workers.context import AgentContext
-from workers.registry import agent
 
 
 @agent("draft", max_attempts=2, timeout=30)

@@ -8,12 +8,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
 
-from agentbus_site.channel_sender import flush
+from core.channels import flush
+from jobs.lifecycle import job_advance, task_claim, task_succeed
 from jobs.models import Job, Review, Task
-from jobs.reviews import reviews_apply_deadlines
-from orchestration.services import job_advance
+from jobs.reviews.decisions import reviews_apply_deadlines
 from tests.conftest import client_for, make_user, plan
-from workers.services import task_claim, task_succeed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,7 +139,8 @@ def test_a_deadline_with_the_default_reject_sends_the_output_back_to_the_agent(a
     review.refresh_from_db()
     assert (review.status, review.decision) == ("expired", "reject")
     task = Task.objects.get(job_id=job_id)
-    assert task.status == "pending" and task.max_attempts == 3
+    # Sent back to the agent at once, in the deadline's own transaction.
+    assert task.status == "queued" and task.max_attempts == 3 and task.attempt == 2
 
 
 def test_review_changes_reach_the_live_inbox_of_those_who_may_decide_only(alice, bob):
@@ -148,7 +148,7 @@ def test_review_changes_reach_the_live_inbox_of_those_who_may_decide_only(alice,
     from channels.testing import WebsocketCommunicator
     from django.contrib.auth.models import AnonymousUser
 
-    from jobs.review_consumers import ReviewInboxConsumer
+    from jobs.reviews.consumers import ReviewInboxConsumer
 
     def inbox_of(user) -> WebsocketCommunicator:
         communicator = WebsocketCommunicator(ReviewInboxConsumer.as_asgi(), "/ws/reviews")
@@ -187,7 +187,7 @@ def test_review_changes_reach_the_live_inbox_of_those_who_may_decide_only(alice,
 
 
 def test_a_rejected_plan_from_the_planner_is_planned_again_with_the_feedback(alice, settings):
-    from orchestration.planner import PLANNER_TASK_KEY
+    from jobs.plans import PLANNER_TASK_KEY
     from workers.context import AgentContext
 
     settings.AGENTBUS_LLM_BASE_URL = "http://127.0.0.1:9/v1"  # a planner is configured (never called here)

@@ -30,7 +30,7 @@ def test_another_users_job_answers_404_on_every_endpoint(bob, alices_job, method
     response = getattr(bob, method)(path.format(id=alices_job))
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
-    assert Job.objects.get(pk=alices_job).status == "submitted"
+    assert Job.objects.get(pk=alices_job).status == "running"  # untouched: not cancelled
 
 
 def test_an_unknown_job_is_a_json_404(alice):
@@ -49,7 +49,8 @@ def test_the_job_list_shows_only_the_callers_jobs_newest_first(alice, bob, alice
 
 
 def test_the_job_list_filters_by_status_and_rejects_an_unknown_status(alice, alices_job):
-    assert alice.get("/jobs?status=submitted").json()["count"] == 1
+    assert alice.get("/jobs?status=running").json()["count"] == 1
+    assert alice.get("/jobs?status=submitted").json()["count"] == 0
     assert alice.get("/jobs?status=succeeded").json()["count"] == 0
     response = alice.get("/jobs?status=bogus")
     assert response.status_code == 400
@@ -80,10 +81,11 @@ def test_the_events_endpoint_validates_after(alice, alices_job):
     response = alice.get(f"/jobs/{alices_job}/events?after=-1")
     assert response.status_code == 400
     assert "after" in response.json()["fields"]
-    assert alice.get(f"/jobs/{alices_job}/events?after=1").json()["events"] == []
+    last = Job.objects.get(pk=alices_job).last_seq
+    assert alice.get(f"/jobs/{alices_job}/events?after={last}").json()["events"] == []
 
 
-def test_cancelling_a_job_before_it_is_planned_cancels_it(alice, alices_job):
+def test_cancelling_a_job_before_a_worker_runs_it_cancels_it(alice, alices_job):
     response = alice.post(f"/jobs/{alices_job}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"

@@ -27,17 +27,22 @@ def assert_rejected(response, field: str, fragment: str, status: int = 400):
     assert Job.objects.count() == 0 and JobEvent.objects.count() == 0
 
 
-def test_a_valid_job_is_accepted_with_201_and_its_submitted_event(alice):
+def test_a_valid_job_is_accepted_with_201_and_its_roots_dispatched_within_the_submission(alice):
     response = post_job(alice, {"requirements": "say hi", "plan": ONE_TASK, "priority": 3, "metadata": {"team": "x"}})
     assert response.status_code == 201
     body = response.json()
-    assert body["status"] == "submitted"
+    assert body["status"] == "running"
     assert response["Location"] == f"/jobs/{body['id']}"
     job = Job.objects.get(pk=body["id"])
     assert (job.requirements, job.priority, job.metadata) == ("say hi", 3, {"team": "x"})
     assert job.plan["tasks"][0]["queue"] == "default"
-    assert list(job.events.values_list("seq", "status")) == [(1, "submitted")]
-    assert body["last_seq"] == 1
+    assert list(job.events.values_list("seq", "type", "status")) == [
+        (1, "job.status", "submitted"),
+        (2, "job.status", "running"),
+        (3, "task.status", "queued"),
+    ]
+    assert body["last_seq"] == 3
+    assert job.tasks.get().status == "queued" and job.advanced_seq == 3  # settled: nothing for the orchestrator
 
 
 def test_a_trailing_slash_works_too(alice):

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.test import Client
 from websockets.exceptions import InvalidStatus
 
-from agentbus_site.redis_connection import redis_client
+from core.redis import redis_client
 from jobs.events import NewEvent, events_append
 from jobs.models import Job, JobEvent
 from tests.conftest import job_wait, make_user, plan

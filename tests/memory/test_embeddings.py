@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from core.errors import http_status_of
 from memory.chroma import chroma_default_embedding_function
 from memory.embeddings import embed
 
@@ -52,7 +53,7 @@ def test_an_openai_compatible_endpoint_embeds_when_configured(settings):
 
     import pytest
 
-    from agentbus_site.api_errors import ApplicationError
+    from core.errors import ApplicationError
 
     seen = []
 
@@ -90,6 +91,6 @@ def test_an_openai_compatible_endpoint_embeds_when_configured(settings):
         assert np.allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True))  # unit, in order
         with pytest.raises(ApplicationError) as failure:
             embed(["fail"])
-        assert failure.value.status_code == 503
+        assert http_status_of(failure.value) == 503
     finally:
         server.shutdown()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from jobs.lifecycle import job_advance
 from jobs.models import Task
 from memory.models import Memory
-from orchestration.services import job_advance
 from tests.conftest import job_wait, plan, wait_for
 from tests.memory.conftest import search
 from workers.context import AgentContext

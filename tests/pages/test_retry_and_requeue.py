@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from agentbus_site.api_errors import ApplicationError
+from core.errors import Conflict, http_status_of
 from jobs.models import Job, JobEvent, JobStatus, Task, TaskStatus
 from jobs.services import job_requeue, job_retry_failed, job_submit
 from tests.conftest import job_wait, make_user, plan
@@ -53,9 +53,9 @@ def test_a_job_that_is_running_or_succeeded_cannot_be_retried(pipeline):
     owner = make_user("sven")
     job, _ = job_submit(owner=owner, spec={"plan": plan({"key": "x", "agent": "echo"})})
     job_wait(job.id)
-    with pytest.raises(ApplicationError) as refused:
+    with pytest.raises(Conflict) as refused:
         job_retry_failed(job=job)
-    assert refused.value.status_code == 409
+    assert http_status_of(refused.value) == 409
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
 
 

@@ -14,8 +14,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from jobs.lifecycle import job_advance
 from jobs.models import Job, JobEvent
-from orchestration.services import job_advance
 from tests.conftest import client_for, make_user, plan
 
 pytestmark = pytest.mark.django_db
@@ -127,7 +127,8 @@ def test_read_only_fields_in_a_job_submission_are_ignored(alice):
     assert response.status_code == 201
     job = Job.objects.get(pk=response.json()["id"])
     assert str(job.id) != forged_id
-    assert (job.owner_id, job.status, job.result, job.last_seq) == (alice.user.id, "submitted", None, 1)
+    # Submitted, started and its task dispatched: three events of its own, none forged.
+    assert (job.owner_id, job.status, job.result, job.last_seq) == (alice.user.id, "running", None, 3)
 
 
 def test_anonymous_callers_get_401_not_data():

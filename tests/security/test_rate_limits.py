@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from agentbus_site.throttling import rate_take
+from core.throttling import rate_take
 from tests.conftest import ROOT, client_for, make_user, process_env, wait_for
 from tests.faults.servers import RedisServer
 

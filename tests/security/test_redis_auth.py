@@ -12,7 +12,7 @@ import pytest
 import redis as redis_lib
 from django.conf import settings as django_settings
 
-from agentbus_site.redis_connection import redis_reset
+from core.redis import redis_reset
 from tests.faults.conftest import (
     Lab,
     assert_settled_exactly_once,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from agents.registry import agent
 from workers.context import AgentContext
-from workers.registry import agent
 
 
 @agent("artist", timeout=30, max_attempts=1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.test import Client
 
-from workers.models import AgentDefinition
-from workers.registry import agent_get
+from agents.models import AgentDefinition
+from agents.registry import agent_get
 
 
 def test_an_operator_registers_an_llm_agent_in_the_admin_and_it_is_usable_at_once(db, settings):

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
+from agents.registry import agents_from_file
 from tests.conftest import ROOT, job_wait, plan, wait_for
-from workers.registry import agents_from_file
 
 EXAMPLE_PORT = 8142
 

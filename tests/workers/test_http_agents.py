@@ -80,7 +80,7 @@ def test_a_4xx_answer_fails_the_task_without_a_retry(pipeline, staff, alice, ser
 
 
 def test_a_tampered_request_is_refused_by_a_receiver_checking_the_signature():
-    from workers.http_agent import http_signature, http_signature_valid
+    from agents.http import http_signature, http_signature_valid
 
     body = b'{"input":{}}'
     now = str(int(time.time()))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.models import AgentDefinition
-from workers.registry import agent_get
+from agents.models import AgentDefinition
+from agents.registry import agent_get
 
 HTTP_AGENT = {
     "name": "translate",

@@ -1,8 +1,14 @@
 """`python manage.py orchestrate`: the orchestrator process.
 
-Shaped like healthchecks' sendalerts: a loop of small steps, each returning True when
-it found work; SIGTERM sets a flag and the current step finishes. Several copies may
-run: one holds the leader lock and works, the others wait to take over.
+It does only what needs a clock or a recovery (jobs.lifecycle dispatches every task's
+dependents in the transaction that commits its result): retries and deferrals falling
+due, budget and review deadlines, messages lost with Redis, workers that went silent.
+Jobs with explicit plans run to the end with no orchestrator at all; their retries and
+deadlines wait for one to come back.
+
+Shaped like healthchecks' sendalerts: a loop of small steps, each returning True when it
+found work; SIGTERM sets a flag and the current step finishes. Several copies may run:
+one holds the leader lock and works, the others wait to take over.
 """
 
 from __future__ import annotations
@@ -14,20 +20,23 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
+from django.utils import timezone
 from redis.exceptions import RedisError
 
-from agentbus_site.logging import log_context
-from agentbus_site.metrics import metrics_serve
-from agentbus_site.system import orchestrator_heartbeat
-from orchestration.inbox import inbox_receive
+from core.heartbeats import orchestrator_heartbeat
+from core.logging import log_context
+from core.metrics import metrics_serve
+from core.wakeup import wake_wait
+from jobs.lifecycle import job_advance
+from jobs.reviews.decisions import reviews_apply_deadlines, reviews_remind
 from orchestration.leader import LeaderLock
-from orchestration.services import job_advance, jobs_needing_attention, tasks_fail_silent, tasks_requeue_lost
+from orchestration.reconciler import jobs_needing_attention, next_due_at, tasks_fail_silent, tasks_requeue_lost
 
 logger = logging.getLogger("agentbus.orchestrator")
 
 
 class Command(BaseCommand):
-    help = "Run the orchestrator: plan jobs, dispatch ready tasks, retry, reconcile."
+    help = "Run the orchestrator: retries and deadlines when due, and recovery of lost work."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one pass and exit (for cron or debugging).")
@@ -38,7 +47,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self.on_signal)
         metrics_serve(settings.AGENTBUS_METRICS_PORT)
         self.lock = LeaderLock(ttl=settings.AGENTBUS_LEADER_LOCK_TTL)
-        self.next_reconcile = 0.0
+        self.next_pass = 0.0
         self.stdout.write(f"orchestrator {self.lock.identity} starting")
         was_leader = False
         try:
@@ -71,43 +80,61 @@ class Command(BaseCommand):
         self.shutdown = True
 
     def pass_once(self) -> bool:
-        """One pass: act on hints from the inbox, then, when due, reconcile from the DB."""
-        # Wait no longer than a third of the lock's TTL, so the lock is always renewed.
-        wait = min(settings.AGENTBUS_RECONCILE_INTERVAL, settings.AGENTBUS_LEADER_LOCK_TTL / 3)
-        found = self.step_inbox(wait)
-        if time.monotonic() >= self.next_reconcile:
-            self.next_reconcile = time.monotonic() + settings.AGENTBUS_RECONCILE_INTERVAL
-            found |= self.step_reconcile()
+        """One pass: wait for the next pass to fall due (a reconcile interval, or sooner
+        when a retry is due or a hint asks for it), then run every step. Returns True
+        when a step found work, which runs the next pass at once."""
+        # Never wait longer than a third of the lock's TTL, so the lock is always renewed.
+        wait = min(self.next_pass - time.monotonic(), settings.AGENTBUS_LEADER_LOCK_TTL / 3)
+        if wait > 0 and self.step_wait(wait):
+            return False  # woken early for a later time; go round and wait again
+        found = self.step_due() | self.step_recover() | self.step_review_deadlines()
+        self.next_pass = time.monotonic() + (0 if found else self.seconds_to_next_due())
         return found
 
-    def step_inbox(self, wait: float) -> bool:
+    def step_wait(self, wait: float) -> bool:
+        """Sleep until ``wait`` runs out or a hint arrives; True if the hint asked for a
+        time still ahead (the pass is re-timed), False when it is time to work."""
         try:
-            job_ids = inbox_receive(timeout=wait)
+            asked = wake_wait(timeout=wait)
         except RedisError as exc:
-            logger.warning("cannot read the inbox (%s); reconciling from the database", exc)
+            logger.warning("cannot read wake-up hints (%s); reconciling from the database", exc)
             time.sleep(min(wait, 1))
             return False
-        for job_id in job_ids:
-            self.advance(job_id)
-        return bool(job_ids)
+        if asked is None:
+            return False
+        ahead = asked - time.time()
+        if ahead <= 0:
+            return False
+        self.next_pass = min(self.next_pass, time.monotonic() + ahead)
+        return True
 
-    def step_reconcile(self) -> bool:
+    def seconds_to_next_due(self) -> float:
+        interval = settings.AGENTBUS_RECONCILE_INTERVAL
+        due = next_due_at()
+        if due is None:
+            return interval
+        return max(0.0, min(interval, (due - timezone.now()).total_seconds()))
+
+    def step_due(self) -> bool:
+        """Settle the jobs with a retry due, a budget run out or an unsettled change."""
         found = False
         for job_id in jobs_needing_attention():
             found |= self.advance(job_id)
+        return found
+
+    def step_recover(self) -> bool:
+        """Re-send lost messages; fail the attempts of workers that went silent."""
+        found = False
         try:
             found |= tasks_requeue_lost() > 0
         except RedisError as exc:
             logger.warning("cannot re-send lost messages yet (%s)", exc)
         found |= tasks_fail_silent() > 0
-        found |= self.step_review_deadlines()
         return found
 
     def step_review_deadlines(self) -> bool:
         """Remind reviewers of gates whose deadline nears; apply the default outcome of
-        gates whose deadline passed (jobs.reviews)."""
-        from jobs.reviews import reviews_apply_deadlines, reviews_remind
-
+        gates whose deadline passed (jobs.reviews.decisions)."""
         try:
             return (reviews_remind() + reviews_apply_deadlines()) > 0
         except Exception:

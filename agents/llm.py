@@ -1,0 +1,115 @@
+"""LLM agents, and the one module that talks to OpenAI-compatible chat endpoints.
+
+Any chat-completions server works (OpenAI, Ollama, vLLM, llama.cpp server): an agent
+sets ``base_url``/``model``/``api_key`` or inherits AGENTBUS_LLM_*. Every call goes
+through ``llm_chat``, which
+1. refuses to start when the job has spent its token budget, and caps the completion
+   at what is left of it;
+2. runs inside the agent's circuit breaker (5xx, timeouts and refused connections
+   count; a 4xx is the request's fault and fails the task without a retry);
+3. records the tokens the call used on the task and the job, whatever happens next.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+
+import openai
+from django.conf import settings
+
+from agents.breakers import breaker_for
+from agents.registry import AgentSpec, NonRetryableError
+
+RETRYABLE_STATUS = (408, 409, 425, 429)
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    model: str
+    usage: dict
+
+
+_clients: dict[tuple, openai.OpenAI] = {}
+_clients_lock = threading.Lock()
+
+
+def llm_client(*, base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
+    key = (base_url, api_key, timeout)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            # Retries belong to the task's policy (with backoff and a circuit breaker),
+            # not to the client, which would retry inside one attempt's time.
+            client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0)
+            _clients[key] = client
+        return client
+
+
+def llm_settings(spec: AgentSpec) -> tuple[str, str, str]:
+    base_url = spec.base_url or settings.AGENTBUS_LLM_BASE_URL
+    if not base_url:
+        raise NonRetryableError(f"agent '{spec.name}' has no base_url and AGENTBUS_LLM_BASE_URL is not set")
+    return base_url, spec.model or settings.AGENTBUS_LLM_MODEL, spec.api_key or settings.AGENTBUS_LLM_API_KEY
+
+
+def llm_chat(*, spec: AgentSpec, ctx, messages: list[dict], max_tokens: int | None = None) -> ChatReply:
+    base_url, model, api_key = llm_settings(spec)
+    remaining = ctx.tokens_remaining()
+    if remaining is not None and remaining <= 0:
+        raise NonRetryableError("budget: the job has used all of its max_tokens")
+    limit = max_tokens or spec.max_tokens
+    if remaining is not None:
+        limit = min(limit, remaining) if limit else remaining
+    client = llm_client(base_url=base_url, api_key=api_key, timeout=spec.timeout)
+    request = {"model": model, "messages": messages}
+    if limit:
+        request["max_tokens"] = limit
+    response = breaker_for(spec).call(_create, client, request)
+    usage = response.usage
+    counts = {
+        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+        "total_tokens": getattr(usage, "total_tokens", 0) or 0,
+    }
+    counts["total_tokens"] = counts["total_tokens"] or counts["prompt_tokens"] + counts["completion_tokens"]
+    ctx.usage_record(**counts)
+    if not response.choices:
+        raise NonRetryableError("the model returned no choices")
+    text = response.choices[0].message.content or ""
+    return ChatReply(text=text, model=response.model or model, usage=counts)
+
+
+def _create(client: openai.OpenAI, request: dict):
+    try:
+        return client.chat.completions.create(**request)
+    except openai.APIStatusError as exc:
+        if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
+            raise NonRetryableError(
+                f"the LLM endpoint refused the request: HTTP {exc.status_code} {exc.message}"
+            ) from exc
+        raise
+
+
+def llm_agent_run(spec: AgentSpec, ctx) -> dict:
+    """An LLM agent's task: the system prompt, then the requirements, the task's input
+    and its upstream outputs as the user message. Returns the answer and its usage."""
+    parts = []
+    if ctx.requirements:
+        parts.append(f"Job requirements:\n{ctx.requirements}")
+    prompt = ctx.input.get("prompt") if isinstance(ctx.input.get("prompt"), str) else None
+    rest = {k: v for k, v in ctx.input.items() if k != "prompt"}
+    if prompt:
+        parts.append(prompt)
+    if rest:
+        parts.append(f"Input:\n{json.dumps(rest, indent=2)}")
+    if ctx.upstream:
+        parts.append(f"Results of earlier tasks:\n{json.dumps(ctx.upstream, indent=2)}")
+    messages = []
+    if spec.system_prompt:
+        messages.append({"role": "system", "content": spec.system_prompt})
+    messages.append({"role": "user", "content": "\n\n".join(parts) or "(no input)"})
+    reply = llm_chat(spec=spec, ctx=ctx, messages=messages)
+    return {"answer": reply.text, "model": reply.model, "usage": reply.usage}

@@ -1,0 +1,835 @@
+"""The job lifecycle: every Job and Task state change, in one place.
+
+Nothing else writes a Job or Task status. REST views and pages (through jobs.services),
+admin actions, the worker's entry point, the orchestrator's timers and reconciler, review
+decisions and budgets all call a function here. Review rows are written by
+jobs.reviews.gates, which this module calls to hold and release work at a gate.
+
+Lock order, for every function here and every transaction that calls one:
+
+1. the job row (``SELECT ... FOR UPDATE``), always first;
+2. then its tasks (conditional UPDATEs: ``WHERE status = ... AND attempt = ...``);
+3. then its reviews.
+
+The job row lock serialises every writer of one job, so two transitions of the same job
+never interleave and cannot deadlock; the event log's sequence numbers are taken on the
+same row (jobs.events), after it. The only write outside the lock is a heartbeat, one
+row in one statement, which waits for nothing while it holds that row.
+
+Every transition ends by *settling* the job (``_settle``), in the same transaction:
+
+1. a job over its budget (deadline, tokens) ends, failed, with the reason;
+2. a job without a plan gets its planner task, and takes the plan once it has run;
+3. a plan waits at its plan review, or becomes Task rows and the job runs;
+4. pending tasks downstream of a task that failed for good are skipped (``allow_failure``
+   counts as done for dependents);
+5. pending tasks whose dependencies are done and whose backoff has passed are dispatched
+   (``_dispatch``, the one place a task is sent to a queue), or held at a "before" gate;
+6. a job with nothing left unfinished ends, with the outputs of its final tasks.
+
+The queue messages are sent on commit. So a task's success dispatches its dependents and
+a submission its roots with no orchestrator on the way; the orchestrator calls
+``job_advance`` only for what needs a clock or a recovery: retry backoffs falling due,
+deadlines, lost messages, silent workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.dispatch import Signal
+from django.utils import timezone
+
+from agents.registry import agent_get
+from core.errors import ApplicationError, Conflict
+from core.queue import TaskMessage, tasks_enqueue
+from core.wakeup import orchestrator_wake
+from jobs.budgets import budget_exceeded
+from jobs.events import EventType, NewEvent, Seen, events_append
+from jobs.models import (
+    JOB_TERMINAL,
+    TASK_TERMINAL,
+    Job,
+    JobStatus,
+    Review,
+    ReviewKind,
+    ReviewMode,
+    Task,
+    TaskStatus,
+)
+from jobs.plans import (
+    PLANNER_AGENT,
+    PLANNER_MAX_ATTEMPTS,
+    PLANNER_TASK_KEY,
+    PLANNER_TIMEOUT,
+    plan_check,
+    plan_problems,
+    task_rows,
+)
+from jobs.reviews import gates
+from jobs.spawn import spawn_validate
+
+logger = logging.getLogger(__name__)
+
+# Sent on commit when a job reaches a terminal status, with ``job_id``, ``status``,
+# ``owner_id`` and ``remember``. Memory (``"remember": true``) listens; the lifecycle
+# knows none of its listeners.
+job_finished = Signal()
+
+# What a job row lock loads: everything settling reads, nothing it does not (the plan is
+# small; inputs and outputs live on the tasks).
+_JOB_FIELDS = (
+    "id", "owner_id", "status", "plan", "review_plan", "remember", "last_seq", "advanced_seq",
+    "max_tasks", "max_tokens", "tokens_used", "deadline_at", "started_at",
+)  # fmt: skip
+
+# The task columns settling needs; whole rows would drag every input and output along.
+_TASK_FIELDS = (
+    "id", "key", "agent", "status", "depends_on", "allow_failure", "attempt", "max_attempts",
+    "queue", "timeout", "next_attempt_at", "error", "review",
+)  # fmt: skip
+
+# Tasks that no dependent may wait for any longer.
+_NEVER_SUCCEEDS = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED)
+
+# Tasks a retry of a finished job runs again: those that failed, and those that never ran
+# because of them.
+RETRYABLE_TASK_STATUSES = _NEVER_SUCCEEDS
+
+
+@dataclass
+class Change:
+    """One transition of one job, under its row lock: the events it writes and the queue
+    messages it sends on commit."""
+
+    job: Job
+    now: datetime = field(default_factory=timezone.now)
+    events: list[NewEvent] = field(default_factory=list)
+    messages: list[TaskMessage] = field(default_factory=list)
+    # The job's tasks (_TASK_FIELDS), once loaded or written by this change.
+    tasks: list[Task] | None = None
+
+    def event(self, type: EventType, *, task: Task | None = None, status: str = "", **data) -> None:
+        if task is not None:
+            data = {"key": task.key, **data}
+        self.events.append(NewEvent(type, task_id=task.id if task else None, status=status, data=data))
+
+    def task_status(self, task: Task, status: str, **data) -> None:
+        self.event(EventType.TASK_STATUS, task=task, status=status, **data)
+
+    def job_status(self, status: str, **data) -> None:
+        self.event(EventType.JOB_STATUS, status=status, **data)
+
+
+# --- locking and committing -----------------------------------------------------------------
+
+
+def _lock(job_id, *, skip_locked: bool = False, fields=_JOB_FIELDS) -> Change | None:
+    """Step 1 of the lock order: the job row. None if it does not exist (or, with
+    ``skip_locked``, if another process holds it and will settle it)."""
+    query = Job.objects.select_for_update(skip_locked=skip_locked).filter(pk=job_id)
+    job = (query.only(*fields) if fields else query).first()
+    return Change(job=job) if job is not None else None
+
+
+def _lock_by_task(task_id) -> Change | None:
+    """The job row of a task, locked (the worker knows only the task id). ``of=self`` so
+    that the join does not lock the task row before its job."""
+    job = Job.objects.select_for_update(of=("self",)).filter(tasks__id=task_id).first()
+    return Change(job=job) if job is not None else None
+
+
+def _commit(change: Change, *, seen: Seen = Seen.SETTLED) -> None:
+    """Append the change's events (marking the job settled) and send its messages on commit."""
+    rows = events_append(change.job.id, change.events, seen=seen)
+    change.job.last_seq += len(rows)
+    if change.messages:
+        messages = list(change.messages)
+        transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
+
+
+def _running(task: Task):
+    """The attempt is still the running one: the condition of every write a worker makes."""
+    return Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, attempt=task.attempt)
+
+
+def _tasks(change: Change) -> list[Task]:
+    if change.tasks is None:
+        change.tasks = list(Task.objects.filter(job_id=change.job.id).only(*_TASK_FIELDS))
+    return change.tasks
+
+
+def _forget_tasks(change: Change) -> None:
+    """A write changed task rows behind the loaded list: read them again when settling."""
+    change.tasks = None
+
+
+# --- submission and the orchestrator's entry point --------------------------------------------
+
+
+def job_create(*, owner, fields: dict) -> Job:
+    """Write a new job (inside the caller's transaction) and settle it: with an explicit
+    plan (and no plan review) its Task rows are written and its roots dispatched before
+    the submission commits; the job row is inserted already running, in one statement."""
+    now = timezone.now()
+    runs_now = fields.get("plan") is not None and not fields.get("review_plan")
+    status = JobStatus.RUNNING if runs_now else JobStatus.SUBMITTED
+    job = Job.objects.create(owner=owner, status=status, started_at=now if runs_now else None, **fields)
+    change = Change(job=job, now=now, tasks=[])
+    change.job_status(JobStatus.SUBMITTED, tasks=len((job.plan or {}).get("tasks", ())))
+    if runs_now:
+        _write_plan(change, status_written=True)
+    _settle(change)
+    _commit(change)
+    return job
+
+
+def job_advance(job_id) -> bool:
+    """The orchestrator's way in: settle a job from what PostgreSQL says about it (a
+    retry whose backoff passed, a deadline, a job whose settling was lost). A job another
+    process holds is left to it. True if anything changed."""
+    with transaction.atomic():
+        change = _lock(job_id, skip_locked=True)
+        if change is None:
+            return False
+        _settle(change)
+        if change.events:
+            _commit(change)
+        elif change.job.advanced_seq != change.job.last_seq:
+            Job.objects.filter(pk=job_id).update(advanced_seq=change.job.last_seq)
+        return bool(change.events)
+
+
+# --- settling -------------------------------------------------------------------------------
+
+
+def _settle(change: Change) -> None:
+    """Bring the locked job forward (the numbered steps of the module docstring)."""
+    job = change.job
+    if job.status in JOB_TERMINAL or job.status == JobStatus.AWAITING_REVIEW:
+        return
+    reason = budget_exceeded(job, change.now)
+    if reason is not None:
+        _end(change, JobStatus.FAILED, reason)
+        return
+    if job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING):
+        if job.plan is None and not _plan_step(change):
+            pass  # the planner's task is pending, running or failing: settle it below
+        elif job.plan is not None:
+            if _plan_gate_hold(change):
+                return
+            _write_plan(change)
+    tasks = _tasks(change)
+    by_key = {t.key: t for t in tasks}
+    _skip_downstream_of_failures(change, tasks, by_key)
+    ready = [
+        t
+        for t in tasks
+        if t.status == TaskStatus.PENDING
+        and (t.next_attempt_at is None or t.next_attempt_at <= change.now)
+        and all(_done_for_dependents(by_key[d]) for d in t.depends_on)
+    ]
+    _dispatch(change, _before_gates_hold(change, ready))
+    _finish_if_done(change, tasks)
+
+
+def _plan_step(change: Change) -> bool:
+    """A job without a plan: create its planner task, or, once that has succeeded, take
+    its plan. True when the job now has a plan."""
+    job = change.job
+    tasks = _tasks(change)
+    planner = next((t for t in tasks if t.key == PLANNER_TASK_KEY), None)
+    if planner is None:
+        planner = Task.objects.create(
+            job_id=job.id,
+            key=PLANNER_TASK_KEY,
+            agent=PLANNER_AGENT,
+            queue=settings.AGENTBUS_PLANNER_QUEUE,
+            max_attempts=PLANNER_MAX_ATTEMPTS,
+            timeout=PLANNER_TIMEOUT,
+            created_at=change.now,
+        )
+        tasks.append(planner)
+        _job_set(change, JobStatus.PLANNING, started_at=change.now)
+        return False
+    if planner.status != TaskStatus.SUCCEEDED:
+        return False
+    output = Task.objects.filter(pk=planner.pk).values_list("output", flat=True).get() or {}
+    try:
+        specs = plan_check(output.get("plan"), max_tasks=job.max_tasks)
+    except ApplicationError as exc:  # an agent vanished between planning and now
+        error = f"the plan is no longer valid: {plan_problems(exc)}"
+        Task.objects.filter(pk=planner.pk).update(status=TaskStatus.FAILED, error=error)
+        planner.status, planner.error = TaskStatus.FAILED, error
+        change.task_status(planner, TaskStatus.FAILED, error=error)
+        return False
+    job.plan = {"tasks": specs}
+    Job.objects.filter(pk=job.id).update(plan=job.plan)
+    change.event(EventType.JOB_PLANNED, tasks=[t["key"] for t in specs])
+    return True
+
+
+def _plan_gate_hold(change: Change) -> bool:
+    """With ``review_plan``, the plan waits for a human before any task row is written."""
+    job = change.job
+    if not job.review_plan:
+        return False
+    if Review.objects.filter(job_id=job.id, kind=ReviewKind.PLAN, decision__in=gates.PASSING).exists():
+        return False
+    _job_set(change, JobStatus.AWAITING_REVIEW, review="plan")
+    gates.review_open(job_id=job.id, kind=ReviewKind.PLAN, proposed=job.plan, events=change.events)
+    return True
+
+
+def _write_plan(change: Change, *, status_written: bool = False) -> None:
+    """The plan becomes Task rows and the job runs (``status_written``: the job row was
+    inserted running, by job_create)."""
+    job = change.job
+    rows = task_rows(job_id=job.id, specs=job.plan["tasks"], now=change.now)
+    Task.objects.bulk_create(rows)
+    _tasks(change).extend(rows)
+    _job_set(
+        change, JobStatus.RUNNING, started_at=job.started_at or change.now, written=status_written, tasks=len(rows)
+    )
+
+
+def _job_set(change: Change, status: str, *, started_at=None, written: bool = False, **data) -> None:
+    fields = {"status": status}
+    if started_at is not None:
+        fields["started_at"] = started_at
+    if not written:
+        Job.objects.filter(pk=change.job.id).update(**fields)
+    for name, value in fields.items():
+        setattr(change.job, name, value)
+    change.job_status(status, **data)
+
+
+def _done_for_dependents(task: Task) -> bool:
+    return task.status == TaskStatus.SUCCEEDED or (task.status == TaskStatus.FAILED and task.allow_failure)
+
+
+def _skip_downstream_of_failures(change: Change, tasks: list[Task], by_key: dict) -> None:
+    to_skip: list[Task] = []
+    changed = True
+    while changed:  # propagate down the DAG; a job has few tasks, so a fixpoint is cheap
+        changed = False
+        for task in tasks:
+            if task.status != TaskStatus.PENDING:
+                continue
+            for dep in task.depends_on:
+                upstream = by_key[dep]
+                if upstream.status in _NEVER_SUCCEEDS and not _done_for_dependents(upstream):
+                    task.status = TaskStatus.SKIPPED
+                    task.error = f"skipped: dependency '{dep}' {upstream.status}"
+                    to_skip.append(task)
+                    changed = True
+                    break
+    if not to_skip:
+        return
+    Task.objects.filter(id__in=[t.id for t in to_skip], status=TaskStatus.PENDING).update(
+        status=TaskStatus.SKIPPED,
+        error=Case(*(When(id=t.id, then=Value(t.error)) for t in to_skip)),
+        finished_at=change.now,
+    )
+    for task in to_skip:
+        change.task_status(task, TaskStatus.SKIPPED, error=task.error)
+
+
+def _before_gates_hold(change: Change, ready: list[Task]) -> list[Task]:
+    """Hold the ready tasks gated ``"review": "before"`` whose input no human approved yet
+    (they become ``awaiting_review`` and a review opens); returns the rest."""
+    gated = [t for t in ready if t.review == ReviewMode.BEFORE]
+    if not gated:
+        return ready
+    passed = set(
+        Review.objects.filter(
+            task_id__in=[t.id for t in gated], kind=ReviewKind.BEFORE, decision__in=gates.PASSING
+        ).values_list("task_id", flat=True)
+    )
+    hold = [t for t in gated if t.id not in passed]
+    if not hold:
+        return ready
+    rows = {t.id: t for t in Task.objects.filter(id__in=[t.id for t in hold])}
+    Task.objects.filter(id__in=list(rows), status=TaskStatus.PENDING).update(status=TaskStatus.AWAITING_REVIEW)
+    for task in hold:
+        task.status = TaskStatus.AWAITING_REVIEW
+        change.task_status(task, TaskStatus.AWAITING_REVIEW, review="before")
+        row = rows[task.id]
+        gates.review_open(
+            job_id=change.job.id,
+            task=row,
+            kind=ReviewKind.BEFORE,
+            proposed=row.input,
+            attempt=row.attempt,
+            options=gates.gate_options(change.job.plan, row.key),
+            events=change.events,
+        )
+    held = {t.id for t in hold}
+    return [t for t in ready if t.id not in held]
+
+
+def _dispatch(change: Change, ready: list[Task]) -> None:
+    """The one place a task is sent to a queue: claim the next attempt of each ready task
+    with a conditional UPDATE (never twice for one attempt) and send its message on
+    commit. A scheduling policy (priority, fair shares) orders ``ready`` here."""
+    if not ready:
+        return
+    claimed = Task.objects.filter(id__in=[t.id for t in ready], status=TaskStatus.PENDING).update(
+        status=TaskStatus.QUEUED, attempt=F("attempt") + 1, queued_at=change.now, next_attempt_at=None
+    )
+    if claimed != len(ready):  # cannot happen while we hold the job lock; be loud if it does
+        logger.error("dispatch claimed %d of %d ready tasks of job %s", claimed, len(ready), change.job.id)
+    for task in ready:
+        task.status = TaskStatus.QUEUED
+        task.attempt += 1
+        task.next_attempt_at = None
+        change.messages.append(TaskMessage(str(task.id), task.attempt, task.queue, task.timeout))
+        change.task_status(task, TaskStatus.QUEUED, attempt=task.attempt)
+
+
+def _finish_if_done(change: Change, tasks: list[Task]) -> None:
+    if not tasks or any(t.status not in TASK_TERMINAL for t in tasks):
+        return
+    failed = [t for t in tasks if t.status == TaskStatus.FAILED and not t.allow_failure]
+    has_dependents = {dep for t in tasks for dep in t.depends_on}
+    outputs = dict(
+        Task.objects.filter(job_id=change.job.id, status=TaskStatus.SUCCEEDED)
+        .exclude(key__in=has_dependents)
+        .exclude(agent=PLANNER_AGENT)  # its output is the plan, not a result
+        .values_list("key", "output")
+    )
+    if failed:
+        first = failed[0]
+        error = f"task '{first.key}' failed after {first.attempt} attempt(s): {first.error}"
+        _end(change, JobStatus.FAILED, error, result={"outputs": outputs}, all_done=True)
+    else:
+        _end(change, JobStatus.SUCCEEDED, "", result={"outputs": outputs}, all_done=True)
+
+
+def _end(
+    change: Change,
+    status: str,
+    reason: str,
+    *,
+    result: dict | None = None,
+    keep_review=None,
+    all_done: bool = False,
+) -> None:
+    """Ending a job, whatever the reason (its DAG finished, a cancel, a budget, a review
+    that failed it): its unfinished tasks are cancelled (a running one stops at its
+    worker's next heartbeat), its pending reviews close and leave the inboxes (their
+    claims with them), and the job takes its terminal status, once.
+
+    ``all_done``: every task is known to be finished (under this lock), so none is open
+    and no review can be pending (a pending review holds its task or the job's plan);
+    the two look-ups are skipped on the per-task path."""
+    job = change.job
+    open_tasks = (
+        [] if all_done else list(Task.objects.filter(job_id=job.id).exclude(status__in=TASK_TERMINAL).only("id", "key"))
+    )
+    if open_tasks:
+        Task.objects.filter(id__in=[t.id for t in open_tasks]).exclude(status__in=TASK_TERMINAL).update(
+            status=TaskStatus.CANCELLED, finished_at=change.now, next_attempt_at=None, error=reason[:4000]
+        )
+        for task in open_tasks:
+            change.task_status(task, TaskStatus.CANCELLED, **({"error": reason} if reason else {}))
+        _forget_tasks(change)
+    Job.objects.filter(pk=job.id).update(status=status, error=reason[:4000], result=result, finished_at=change.now)
+    job.status = status
+    change.job_status(status, **({"error": reason} if reason else {}))
+    if not all_done:
+        gates.reviews_close_for_job(job_id=job.id, reason=reason or f"the job {status}", exclude=keep_review)
+    finished = {"job_id": job.id, "status": status, "owner_id": job.owner_id, "remember": job.remember}
+    transaction.on_commit(lambda: job_finished.send(sender=Job, **finished), robust=True)
+
+
+# --- what users and operators do ------------------------------------------------------------
+
+
+def job_cancel(*, job_id) -> Job:
+    """Cancel a job and everything it holds open. Cancelling a finished job is a 409."""
+    with transaction.atomic():
+        change = _lock(job_id, fields=None)
+        if change.job.status in JOB_TERMINAL:
+            raise Conflict(f"The job is already {change.job.status}.", code="job_finished")
+        _end(change, JobStatus.CANCELLED, "cancelled by the user")
+        _commit(change)
+    return change.job
+
+
+def job_retry_failed(*, job_id) -> Job:
+    """Run a failed or cancelled job's unfinished work again, keeping what succeeded.
+
+    Failed, skipped and cancelled tasks go back to pending with a fresh attempt budget
+    (as many attempts as they had, counted on from the attempt they reached, so attempt
+    numbers stay unique and a late worker of an old attempt is still refused), and the
+    job is settled at once: what is ready is dispatched in this transaction. Retrying a
+    job that is not finished, or that succeeded, is a 409.
+    """
+    with transaction.atomic():
+        change = _lock(job_id)
+        job = change.job
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise Conflict(
+                f"Only a failed or cancelled job can be retried; this one is {job.status}.", code="job_not_retryable"
+            )
+        retried = list(
+            Task.objects.filter(job_id=job.id, status__in=RETRYABLE_TASK_STATUSES).only("id", "key", "status")
+        )
+        if not retried and Task.objects.filter(job_id=job.id).exists():
+            raise Conflict("The job has no failed, skipped or cancelled task to retry.", code="nothing_to_retry")
+        Task.objects.filter(id__in=[t.id for t in retried]).update(
+            status=TaskStatus.PENDING,
+            max_attempts=F("attempt") + F("max_attempts"),
+            error="",
+            output=None,
+            progress=None,
+            progress_message="",
+            worker="",
+            next_attempt_at=None,
+            heartbeat_at=None,
+            queued_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+        for task in retried:
+            change.task_status(task, TaskStatus.PENDING, retried_from=task.status)
+        # A job cancelled before it was planned has no tasks yet: it starts over as
+        # submitted, and settling writes its tasks from the plan.
+        status = JobStatus.RUNNING if job.started_at else JobStatus.SUBMITTED
+        Job.objects.filter(pk=job.id).update(status=status, error="", result=None, finished_at=None)
+        job.status = status
+        change.job_status(status, retried=len(retried))
+        _settle(change)
+        _commit(change)
+    return job
+
+
+def job_requeue(*, job_id) -> int:
+    """Send again the messages of a job's queued tasks, and run its waiting retries now.
+
+    For an operator who knows the queue lost messages (Redis flushed, a queue emptied in
+    the RQ dashboard) and does not want to wait for the reconciler. A duplicate is
+    harmless: a worker claims an attempt only while it is still queued. Returns how many
+    tasks were sent or brought forward.
+    """
+    with transaction.atomic():
+        change = _lock(job_id)
+        queued = list(
+            Task.objects.filter(job_id=job_id, status=TaskStatus.QUEUED).only("id", "attempt", "queue", "timeout")
+        )
+        Task.objects.filter(id__in=[t.id for t in queued], status=TaskStatus.QUEUED).update(queued_at=change.now)
+        waiting = Task.objects.filter(job_id=job_id, status=TaskStatus.PENDING, next_attempt_at__gt=change.now).update(
+            next_attempt_at=change.now
+        )
+        change.messages += [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in queued]
+        _settle(change)
+        _commit(change)
+    return len(queued) + waiting
+
+
+def tasks_resend(*, job_id, tasks: list[Task]) -> int:
+    """The reconciler's repair of lost messages: mark these queued tasks as sent now and
+    send them again on commit (under the job's lock, so it orders with every other
+    writer). Returns how many were still queued."""
+    with transaction.atomic():
+        change = _lock(job_id, skip_locked=True)
+        if change is None:
+            return 0
+        now = timezone.now()
+        still = Task.objects.filter(id__in=[t.id for t in tasks], status=TaskStatus.QUEUED)
+        current = {t.id for t in still.only("id")}
+        still.update(queued_at=now)
+        change.messages += [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in tasks if t.id in current]
+        _commit(change)
+    return len(change.messages)
+
+
+# --- what a worker does with an attempt ---------------------------------------------------------
+
+
+def task_claim(*, task_id, attempt: int, worker: str) -> Task | None:
+    """Mark an attempt running; None if it is not queued any more (a stale message)."""
+    with transaction.atomic():
+        change = _lock_by_task(task_id)
+        if change is None:
+            return None
+        claimed = Task.objects.filter(pk=task_id, status=TaskStatus.QUEUED, attempt=attempt).update(
+            status=TaskStatus.RUNNING, started_at=change.now, heartbeat_at=change.now, worker=worker, error=""
+        )
+        if claimed != 1:
+            return None
+        task = Task.objects.get(pk=task_id)
+        task.job = change.job
+        change.task_status(task, TaskStatus.RUNNING, attempt=attempt, worker=worker)
+        _commit(change, seen=Seen.INFORMATIONAL)
+    return task
+
+
+def task_heartbeat(*, task_id, attempt: int) -> bool:
+    """Prove the attempt is alive; False when it is no longer the running one (cancelled,
+    or declared lost), which tells the worker to stop it. One row, one statement: the
+    one write that does not take the job lock first, since it waits on nothing else."""
+    return (
+        Task.objects.filter(pk=task_id, status=TaskStatus.RUNNING, attempt=attempt).update(heartbeat_at=timezone.now())
+        == 1
+    )
+
+
+def task_progress(*, task: Task, fraction: float, message: str = "") -> bool:
+    fraction = max(0.0, min(1.0, float(fraction)))
+    message = str(message)[:200]
+    with transaction.atomic():
+        change = _lock(task.job_id, fields=("id", "last_seq", "advanced_seq"))
+        done = _running(task).update(progress=fraction, progress_message=message, heartbeat_at=change.now)
+        if done == 1:
+            change.event(EventType.TASK_PROGRESS, task=task, progress=fraction, message=message)
+            _commit(change, seen=Seen.INFORMATIONAL)
+    return done == 1
+
+
+def task_succeed(*, task: Task, output, spawn: list | None = None) -> bool:
+    """Commit the attempt's output and settle the job: the dependents that became ready
+    are dispatched in the same transaction. False if the attempt is no longer the running
+    one.
+
+    ``spawn`` holds follow-up tasks the agent returned, validated under the job's lock (so
+    concurrent spawns respect max_tasks) and written with the output. An invalid spawn
+    raises NonRetryableError and commits nothing. A task gated ``"review": "after"``
+    holds its output for a human instead (its spawns are not taken).
+    """
+    with transaction.atomic():
+        change = _lock(task.job_id)
+        if task.review == ReviewMode.AFTER:
+            return _output_hold(change, task, output)
+        specs = []
+        if spawn:
+            existing = set(Task.objects.filter(job_id=task.job_id).values_list("key", flat=True))
+            specs = spawn_validate(
+                specs=spawn, parent_key=task.key, existing_keys=existing, max_tasks=change.job.max_tasks
+            )
+        done = _running(task).update(status=TaskStatus.SUCCEEDED, output=output, finished_at=change.now, progress=1.0)
+        if done != 1:
+            return False
+        if specs:
+            Task.objects.bulk_create(task_rows(job_id=task.job_id, specs=specs, now=change.now))
+        extra = {"spawned": [s["key"] for s in specs]} if specs else {}
+        change.task_status(task, TaskStatus.SUCCEEDED, attempt=task.attempt, **extra)
+        _settle(change)
+        _commit(change)
+    return True
+
+
+def _output_hold(change: Change, task: Task, output) -> bool:
+    held = _running(task).update(status=TaskStatus.AWAITING_REVIEW, output=output, progress=1.0, worker="")
+    if held != 1:
+        return False
+    change.task_status(task, TaskStatus.AWAITING_REVIEW, attempt=task.attempt, review="after")
+    gates.review_open(
+        job_id=task.job_id,
+        task=task,
+        kind=ReviewKind.AFTER,
+        proposed=output,
+        attempt=task.attempt,
+        options=gates.gate_options(change.job.plan, task.key),
+        events=change.events,
+    )
+    _commit(change)
+    return True
+
+
+def retry_delay(attempt: int, base: float | None = None) -> float:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5-1.0.
+
+    The jitter spreads retries of many tasks that failed together (an agent's outage)
+    so they do not all hit it again at the same instant. ``base`` is the agent's own
+    retry policy, if it has one.
+    """
+    base = settings.AGENTBUS_RETRY_BACKOFF_BASE if base is None else base
+    ceiling = min(settings.AGENTBUS_RETRY_BACKOFF_MAX, base * 2 ** (attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def task_fail_attempt(*, task: Task, error: str, retryable: bool = True) -> bool:
+    """Record a failed attempt: schedule a retry with backoff (the orchestrator dispatches
+    it when it falls due), or fail the task for good and settle the job (its dependents
+    are skipped, the job ends if nothing else runs). False if the attempt is no longer the
+    running one."""
+    error = error[:4000]
+    retry = retryable and task.attempt < task.max_attempts
+    with transaction.atomic():
+        change = _lock(task.job_id)
+        if retry:
+            spec = agent_get(task.agent)
+            delay = retry_delay(task.attempt, spec.retry_backoff if spec else None)
+            due = change.now + timedelta(seconds=delay)
+            if _running(task).update(status=TaskStatus.PENDING, error=error, next_attempt_at=due, worker="") != 1:
+                return False
+            change.event(
+                EventType.TASK_RETRY,
+                task=task,
+                status=TaskStatus.PENDING,
+                attempt=task.attempt,
+                error=error,
+                retry_in=round(delay, 3),
+            )
+            _commit(change)
+            orchestrator_wake(due)
+            return True
+        if _running(task).update(status=TaskStatus.FAILED, error=error, finished_at=change.now) != 1:
+            return False
+        change.task_status(task, TaskStatus.FAILED, attempt=task.attempt, error=error)
+        _settle(change)
+        _commit(change)
+    return True
+
+
+def task_defer(*, task: Task, delay: float, reason: str) -> bool:
+    """Hand the attempt back without running it (the agent's circuit is open, or it runs
+    its concurrency limit): the task waits ``delay`` seconds and is dispatched again with
+    the same attempt number, so waiting never spends an attempt."""
+    # At least a second, so the RQ job of this attempt is gone before the next one with
+    # the same job id is sent.
+    delay = max(1.0, delay) * random.uniform(1.0, 1.2)
+    with transaction.atomic():
+        change = _lock(task.job_id)
+        due = change.now + timedelta(seconds=delay)
+        done = _running(task).update(
+            status=TaskStatus.PENDING, attempt=task.attempt - 1, next_attempt_at=due, started_at=None, worker=""
+        )
+        if done != 1:
+            return False
+        change.event(
+            EventType.TASK_DEFERRED, task=task, status=TaskStatus.PENDING, reason=reason, retry_in=round(delay, 3)
+        )
+        _commit(change)
+    orchestrator_wake(due)
+    return True
+
+
+def task_ask_human(*, task: Task, question: str, options: list[str] | None = None) -> bool:
+    """Suspend a running attempt on a question: the task becomes ``awaiting_input``, its
+    worker is free, and a question review opens. Once answered the task runs again with
+    ``ctx.human["answer"]``. Raises ValueError for a malformed question; False if the
+    attempt is no longer the running one."""
+    question, options = gates.question_validate(question, options)
+    with transaction.atomic():
+        change = _lock(task.job_id)
+        if _running(task).update(status=TaskStatus.AWAITING_INPUT, worker="") != 1:
+            return False
+        change.task_status(task, TaskStatus.AWAITING_INPUT, attempt=task.attempt, question=question)
+        gates.review_open(
+            job_id=task.job_id,
+            task=task,
+            kind=ReviewKind.QUESTION,
+            proposed={"question": question, "options": options},
+            attempt=task.attempt,
+            options=gates.gate_options(change.job.plan, task.key),
+            events=change.events,
+        )
+        _commit(change)
+    return True
+
+
+def task_usage_record(*, task: Task, prompt_tokens: int, completion_tokens: int, total_tokens: int) -> int:
+    """Add an LLM call's tokens to the task and its job (whatever becomes of the attempt:
+    they were spent); returns the job's new total. A job that crosses its ``max_tokens``
+    ends here, failed, and the running task stops at its next heartbeat."""
+    usage = dict(task.usage or {})
+    for name, value in (
+        ("prompt_tokens", prompt_tokens),
+        ("completion_tokens", completion_tokens),
+        ("total_tokens", total_tokens),
+    ):
+        usage[name] = usage.get(name, 0) + int(value)
+    usage["calls"] = usage.get("calls", 0) + 1
+    task.usage = usage
+    with transaction.atomic():
+        change = _lock(task.job_id)
+        job = change.job
+        job.tokens_used += int(total_tokens)
+        Job.objects.filter(pk=job.id).update(tokens_used=job.tokens_used)
+        Task.objects.filter(pk=task.pk).update(tokens_used=F("tokens_used") + int(total_tokens), usage=usage)
+        if job.status not in JOB_TERMINAL and budget_exceeded(job, change.now):
+            _settle(change)
+            _commit(change)
+    return job.tokens_used
+
+
+# --- what a review decision does -----------------------------------------------------------------
+
+
+def review_lock(*, job_id) -> Change:
+    """A review decision's transaction starts here: the job row, before the review row
+    (step 1 of the lock order; jobs.reviews.decisions locks the review next)."""
+    return _lock(job_id)
+
+
+def gate_release(change: Change, task: Task, *, waiting: str, to: str, extra: dict | None = None, **fields) -> None:
+    """Move a task off the gate it waits at (``waiting``: awaiting_review or
+    awaiting_input) to ``to``: pending (it runs again, or for the first time), succeeded
+    (its output accepted) or failed. 409 if it no longer waits there."""
+    if to in TASK_TERMINAL:
+        fields.setdefault("finished_at", change.now)
+    if Task.objects.filter(pk=task.pk, status=waiting).update(status=to, **fields) != 1:
+        raise Conflict("The task is no longer waiting on this review.", code="task_not_waiting")
+    data = dict(extra or {})
+    if fields.get("error"):
+        data["error"] = fields["error"]
+    change.task_status(task, to, **data)
+    _forget_tasks(change)
+
+
+def planner_rerun(change: Change, planner: Task, *, feedback: str, rejections: int) -> None:
+    """A reviewer rejected the plan the planner made: the job plans again, and the
+    planner runs with the feedback (in its ``ctx.human``)."""
+    Job.objects.filter(pk=change.job.id).update(plan=None, status=JobStatus.PLANNING)
+    change.job.plan, change.job.status = None, JobStatus.PLANNING
+    if (
+        Task.objects.filter(pk=planner.pk, status=TaskStatus.SUCCEEDED).update(
+            status=TaskStatus.PENDING,
+            output=None,
+            error="",
+            next_attempt_at=None,
+            finished_at=None,
+            max_attempts=F("max_attempts") + 1,
+        )
+        != 1
+    ):
+        raise Conflict("The planner is no longer waiting on this review.", code="task_not_waiting")
+    change.task_status(planner, TaskStatus.PENDING, feedback=feedback, rejections=rejections)
+    change.job_status(JobStatus.PLANNING, replan=rejections)
+    _forget_tasks(change)
+
+
+def plan_approve(change: Change, plan: dict) -> None:
+    """The plan review passed: the job goes on planning with this plan (written as tasks
+    when the decision's transaction settles the job)."""
+    Job.objects.filter(pk=change.job.id).update(plan=plan, status=JobStatus.PLANNING)
+    change.job.plan, change.job.status = plan, JobStatus.PLANNING
+    change.job_status(JobStatus.PLANNING, plan_approved=True)
+
+
+def job_fail(change: Change, reason: str, *, keep_review=None) -> None:
+    """A review failed the job (a rejected plan, a gate's "fail" default)."""
+    _end(change, JobStatus.FAILED, reason, keep_review=keep_review)
+
+
+def decision_commit(change: Change) -> None:
+    """A decision's transaction ends here: the job is settled (what the decision released
+    is dispatched) and its events appended."""
+    _settle(change)
+    _commit(change)
+
+
+def review_note(change: Change, events: list[NewEvent]) -> None:
+    """Append review events that change no task (claimed, released, reminded), inside a
+    transaction that began with ``review_lock``."""
+    change.events += events
+    _commit(change, seen=Seen.INFORMATIONAL)

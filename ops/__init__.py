@@ -1,0 +1,1 @@
+"""Operations endpoints: /healthz, /readyz and /system (and the heartbeats they read)."""

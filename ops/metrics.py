@@ -1,0 +1,89 @@
+"""GET /metrics on the web process: its own metrics, and the state of the deployment
+(jobs and tasks by status, queues, workers, the leader) read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily, Metric
+from rq import Worker
+
+from core.heartbeats import leader_identity
+from core.metrics import metrics_collector_register, metrics_render
+from core.queue import queue_get
+from core.redis import redis_client
+from jobs.models import Job, JobStatus, Task, TaskStatus
+
+
+def _jobs_and_tasks() -> Iterable[Metric]:
+    for model, statuses, name, what in (
+        (Job, JobStatus.values, "agentbus_jobs", "Jobs"),
+        (Task, TaskStatus.values, "agentbus_tasks", "Tasks"),
+    ):
+        counts = dict(model.objects.order_by().values_list("status").annotate(n=Count("pk")))
+        family = GaugeMetricFamily(name, f"{what} by status.", labels=["status"])
+        for status in statuses:  # every status, zeros included, so a series never vanishes
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+
+def _queues() -> Iterable[Metric]:
+    depth = GaugeMetricFamily("agentbus_queue_depth", "Messages waiting in each queue.", labels=["queue"])
+    oldest = GaugeMetricFamily(
+        "agentbus_queue_oldest_age_seconds",
+        "Age of the oldest message waiting in each queue (0 when empty).",
+        labels=["queue"],
+    )
+    now = datetime.now(UTC)
+    for name in settings.AGENTBUS_QUEUES:
+        queue = queue_get(name)
+        depth.add_metric([name], queue.count)
+        age = 0.0
+        first = queue.get_job_ids(0, 1)  # RQ appends at the tail: the head is the oldest
+        job = queue.fetch_job(first[0]) if first else None
+        if job is not None and job.enqueued_at is not None:
+            enqueued = job.enqueued_at if job.enqueued_at.tzinfo else job.enqueued_at.replace(tzinfo=UTC)
+            age = max(0.0, (now - enqueued).total_seconds())
+        oldest.add_metric([name], age)
+    yield depth
+    yield oldest
+    workers = GaugeMetricFamily("agentbus_workers", "RQ workers registered in Redis, by state.", labels=["state"])
+    states: dict[str, int] = {"idle": 0, "busy": 0}
+    for worker in Worker.all(connection=redis_client()):
+        status = worker.get_state()
+        state = str(getattr(status, "value", status))
+        states[state] = states.get(state, 0) + 1
+    for state, n in states.items():
+        workers.add_metric([state], n)
+    yield workers
+
+
+def _orchestrator() -> Iterable[Metric]:
+    leader = GaugeMetricFamily("agentbus_orchestrator_leader", "1 while an orchestrator holds the leader lock.")
+    leader.add_metric([], 1 if leader_identity() else 0)
+    yield leader
+
+
+metrics_collector_register("jobs_and_tasks", _jobs_and_tasks)
+metrics_collector_register("queues", _queues)
+metrics_collector_register("orchestrator", _orchestrator)
+
+
+def metrics_view(request) -> HttpResponse:
+    """GET /metrics for Prometheus. Open by default, like most exporters (keep it on a
+    private network); with AGENTBUS_METRICS_TOKEN set, scrapers must send it as
+    ``Authorization: Bearer <token>``."""
+    expected = settings.AGENTBUS_METRICS_TOKEN
+    if expected:
+        given = request.headers.get("Authorization", "")
+        if not constant_time_compare(given, f"Bearer {expected}"):
+            return JsonResponse(
+                {"error": "not_authenticated", "detail": "A valid metrics token is required."}, status=401
+            )
+    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_LATEST)
