@@ -195,9 +195,26 @@ def _orchestrator() -> Iterable[Metric]:
     yield leader
 
 
+def _circuits() -> Iterable[Metric]:
+    from workers.breakers import breaker_status
+    from workers.registry import agents_all
+
+    # One series per agent and state, 1 for the state it is in, so an alert can say
+    # "open" and a dashboard can stack them (deploy/k8s/base/monitoring).
+    family = GaugeMetricFamily(
+        "agentbus_agent_circuit", "Circuit breaker state of each agent.", labels=["agent", "state"]
+    )
+    for spec in agents_all():
+        state = breaker_status(spec)["state"]
+        for candidate in ("closed", "open", "half-open"):
+            family.add_metric([spec.name, candidate], 1 if state == candidate else 0)
+    yield family
+
+
 metrics_collector_register("jobs_and_tasks", _jobs_and_tasks)
 metrics_collector_register("queues", _queues)
 metrics_collector_register("orchestrator", _orchestrator)
+metrics_collector_register("circuits", _circuits)
 
 
 class _StateCollector:
