@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from agentbus_site.api_errors import ApplicationError
+from core.tracing import job_trace_save
 from jobs.budgets import budget_fields
 from jobs.events import NewEvent, events_append
 from jobs.models import JOB_TERMINAL, TASK_TERMINAL, Job, JobStatus, Task, TaskStatus
@@ -74,6 +75,7 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
                 job.id, [NewEvent("job.status", status=JobStatus.SUBMITTED, data={"tasks": len(tasks or ())})]
             )
             job.last_seq = event.seq
+            job_trace_save(job.id)  # before the hint: the orchestrator reads it (core.tracing)
             orchestrator_notify(job.id)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race.
