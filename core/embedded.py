@@ -54,6 +54,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_free(host: str, port: int) -> None:
+    # Else the readiness check would take whatever answers there for our server.
+    if address_answers(host, port):
+        raise EmbeddedUnavailable(f"{host}:{port} is taken by another server")
+
+
 def _wait(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -100,12 +106,22 @@ def redis_server_binary() -> str:
     return str(binary)
 
 
-def redis_start(*, port: int, data_dir: Path, remove_data: bool = False) -> EmbeddedServer:
-    """redis-server on 127.0.0.1:port, no persistence (agentbus keeps no truth in Redis)."""
+def in_netns(netns: str | None) -> list[str]:
+    """The prefix that runs a command inside a network namespace (the multi-host test)."""
+    return ["ip", "netns", "exec", netns] if netns else []
+
+
+def redis_start(
+    *, port: int, data_dir: Path, remove_data: bool = False, host: str = "127.0.0.1", netns: str | None = None
+) -> EmbeddedServer:
+    """redis-server on host:port, no persistence (agentbus keeps no truth in Redis)."""
+    _port_free(host, port)
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
+        *in_netns(netns),
         redis_server_binary(),
-        "--bind", "127.0.0.1",
+        "--bind", host,
+        "--protected-mode", "no" if netns else "yes",  # a private test network, no password
         "--port", str(port),
         "--dir", str(data_dir),
         "--save", "",
@@ -115,9 +131,9 @@ def redis_start(*, port: int, data_dir: Path, remove_data: bool = False) -> Embe
     # Its own session: a Ctrl-C at the terminal reaches honcho's processes, which still
     # need Redis while they shut down; we stop Redis after them.
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    server = EmbeddedServer("redis", f"redis://127.0.0.1:{port}/0", process, data_dir, remove_data)
+    server = EmbeddedServer("redis", f"redis://{host}:{port}/0", process, data_dir, remove_data)
     try:
-        _wait(lambda: process.poll() is not None or address_answers("127.0.0.1", port), 10, "embedded redis")
+        _wait(lambda: process.poll() is not None or address_answers(host, port), 10, "embedded redis")
         if process.poll() is not None:
             raise EmbeddedUnavailable(f"embedded redis exited ({process.returncode}); see {data_dir / 'redis.log'}")
     except EmbeddedUnavailable:
@@ -127,8 +143,18 @@ def redis_start(*, port: int, data_dir: Path, remove_data: bool = False) -> Embe
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
-def postgres_start(*, port: int, data_dir: Path, remove_data: bool = True) -> EmbeddedServer:
-    """PostgreSQL from pgserver's binaries on 127.0.0.1:port, user ``postgres``, trust auth.
+def postgres_start(
+    *,
+    port: int,
+    data_dir: Path,
+    remove_data: bool = True,
+    host: str = "127.0.0.1",
+    netns: str | None = None,
+    trust_network: str | None = None,
+    options: tuple[str, ...] = (),
+) -> EmbeddedServer:
+    """PostgreSQL from pgserver's binaries on host:port, user ``postgres``, trust auth
+    (also from ``trust_network``, a CIDR, when given); ``options`` are extra ``-c`` settings.
 
     pgserver's own PostgresServer listens on a Unix socket only; the test processes and
     the URLs they pass each other need TCP, so we run its binaries ourselves. PostgreSQL
@@ -139,9 +165,11 @@ def postgres_start(*, port: int, data_dir: Path, remove_data: bool = True) -> Em
         from pgserver._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
         raise EmbeddedUnavailable("the pgserver wheel is not installed (pip install pgserver)") from exc
+    _port_free(host, port)
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pgdata"
     run_as: dict = {}
+    drop_to: list[str] = []  # inside a namespace, `ip netns exec` must run as root first
     if os.geteuid() == 0:
         import pwd
         import stat
@@ -156,6 +184,7 @@ def postgres_start(*, port: int, data_dir: Path, remove_data: bool = True) -> Em
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
         run_as = {"user": pwd.getpwuid(entry.pw_uid).pw_name}
+        drop_to = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
     log = data_dir / "postgres.log"
     subprocess.run(
         [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "utf8"],
@@ -163,10 +192,13 @@ def postgres_start(*, port: int, data_dir: Path, remove_data: bool = True) -> Em
         capture_output=True,
         **run_as,
     )
+    if trust_network:
+        with open(pgdata / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {trust_network} trust\n")
     argv = [
         str(POSTGRES_BIN_PATH / "postgres"),
         "-D", str(pgdata),
-        "-h", "127.0.0.1",
+        "-h", host,
         "-p", str(port),
         "-k", str(data_dir),  # its Unix socket beside the data, not in /var/run
         # A throwaway test server: durability buys nothing, and the suite's processes
@@ -176,11 +208,15 @@ def postgres_start(*, port: int, data_dir: Path, remove_data: bool = True) -> Em
         "-c", "full_page_writes=off",
         "-c", "max_connections=300",
     ]  # fmt: skip
+    for option in options:
+        argv += ["-c", option]
+    if netns:
+        argv, run_as = [*in_netns(netns), *drop_to, *argv], {}
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **run_as)
-    server = EmbeddedServer("postgres", f"postgres://postgres@127.0.0.1:{port}", process, data_dir, remove_data)
+    server = EmbeddedServer("postgres", f"postgres://postgres@{host}:{port}", process, data_dir, remove_data)
     try:
-        _wait(lambda: process.poll() is not None or _postgres_ready(port), 30, "embedded postgres")
+        _wait(lambda: process.poll() is not None or _postgres_ready(host, port), 30, "embedded postgres")
         if process.poll() is not None:
             raise EmbeddedUnavailable(f"embedded postgres exited ({process.returncode}): {log.read_text()[-2000:]}")
     except EmbeddedUnavailable:
@@ -189,11 +225,11 @@ def postgres_start(*, port: int, data_dir: Path, remove_data: bool = True) -> Em
     return server
 
 
-def _postgres_ready(port: int) -> bool:
+def _postgres_ready(host: str, port: int) -> bool:
     import psycopg
 
     try:
-        psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=1).close()
+        psycopg.connect(f"postgresql://postgres@{host}:{port}/postgres", connect_timeout=1).close()
         return True
     except psycopg.OperationalError:  # still starting ("the database system is starting up")
         return False

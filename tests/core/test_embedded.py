@@ -115,7 +115,7 @@ def test_a_failed_start_says_why(tmp_path, missing):
     try:
         port = int(taken.url.rsplit(":", 1)[1].split("/")[0])
         start = redis_start if missing == "redis" else postgres_start
-        with pytest.raises(EmbeddedUnavailable, match="exited"):
+        with pytest.raises(EmbeddedUnavailable, match="is taken"):
             start(port=port, data_dir=tmp_path / "second")
     finally:
         taken.stop()
