@@ -17,10 +17,13 @@ import sys
 import time
 
 DELAY = {"seconds": 0.0}
+# AGENTBUS_RELAY_LOG=path: one line per chunk a client sends (wall time, client address,
+# bytes), to count the round trips of a hand-off.
+LOG = open(os.environ["AGENTBUS_RELAY_LOG"], "a", buffering=1) if os.environ.get("AGENTBUS_RELAY_LOG") else None  # noqa: SIM115
 ON = float(os.environ.get("AGENTBUS_RELAY_DELAY_MS", "20")) / 1000
 
 
-async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str = "") -> None:
     due: asyncio.Queue = asyncio.Queue()
 
     async def deliver() -> None:
@@ -39,6 +42,8 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     try:
         while chunk := await reader.read(65536):
             due.put_nowait((time.monotonic() + DELAY["seconds"], chunk))
+            if LOG is not None and client:
+                LOG.write(f"{time.time():.6f} {client} {len(chunk)}\n")
     except ConnectionError:
         pass
     due.put_nowait((0, None))
@@ -58,7 +63,9 @@ async def main(listen: str, target: str) -> None:
         except OSError:
             client_writer.close()
             return
-        await asyncio.gather(pump(client_reader, server_writer), pump(server_reader, client_writer))
+        peer = client_writer.get_extra_info("peername")
+        client = f"{peer[0]}:{peer[1]}"
+        await asyncio.gather(pump(client_reader, server_writer, client), pump(server_reader, client_writer))
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, lambda: DELAY.update(seconds=ON))
