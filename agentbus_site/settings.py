@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole request
+    "core.tracing.TracingMiddleware",  # a span per request when OTEL_EXPORTER_OTLP_ENDPOINT is set; else removed
     "django.middleware.security.SecurityMiddleware",
     # Serves static/ (CSS, JS, admin assets) from the web process itself, under daphne too.
     "whitenoise.middleware.WhiteNoiseMiddleware",

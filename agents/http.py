@@ -26,6 +26,7 @@ import httpx
 
 from agents.breakers import breaker_for
 from agents.registry import AgentSpec, NonRetryableError
+from core.tracing import http_span
 
 SIGNATURE_HEADER = "X-Agentbus-Signature"
 TIMESTAMP_HEADER = "X-Agentbus-Timestamp"
@@ -115,7 +116,9 @@ def _http_client() -> httpx.Client:
 
 def _post(url: str, body: bytes, headers: dict, timeout: float) -> dict:
     try:
-        response = _http_client().post(url, content=body, headers=headers, timeout=timeout)
+        with http_span(url, headers) as record_status:  # adds traceparent to headers when tracing
+            response = _http_client().post(url, content=body, headers=headers, timeout=timeout)
+            record_status(response.status_code)
     except httpx.TimeoutException as exc:
         raise HttpAgentError(f"no answer from {url} within {timeout}s") from exc
     except httpx.HTTPError as exc:

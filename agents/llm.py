@@ -21,6 +21,7 @@ from django.conf import settings
 
 from agents.breakers import breaker_for
 from agents.registry import AgentSpec, NonRetryableError
+from core.tracing import llm_span
 
 RETRYABLE_STATUS = (408, 409, 425, 429)
 
@@ -67,13 +68,19 @@ def llm_chat(*, spec: AgentSpec, ctx, messages: list[dict], max_tokens: int | No
     request = {"model": model, "messages": messages}
     if limit:
         request["max_tokens"] = limit
-    response = breaker_for(spec).call(_create, client, request)
-    usage = response.usage
-    counts = {
-        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
-        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
-        "total_tokens": getattr(usage, "total_tokens", 0) or 0,
-    }
+    with llm_span(model=model, base_url=base_url, max_tokens=limit) as record_usage:
+        response = breaker_for(spec).call(_create, client, request)
+        usage = response.usage
+        counts = {
+            "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+            "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+            "total_tokens": getattr(usage, "total_tokens", 0) or 0,
+        }
+        record_usage(
+            response_model=response.model or model,
+            input_tokens=counts["prompt_tokens"],
+            output_tokens=counts["completion_tokens"],
+        )
     counts["total_tokens"] = counts["total_tokens"] or counts["prompt_tokens"] + counts["completion_tokens"]
     ctx.usage_record(**counts)
     if not response.choices:

@@ -27,6 +27,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core.redis import redis_client
+from core.tracing import TRACEPARENT, dispatch_traceparents, task_span
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ def _signing_key() -> bytes:
     return salted_hmac("agentbus.queue", "signing-key", algorithm="sha256").digest()
 
 
-def message_signature(task_id: str, attempt: int) -> str:
-    payload = f"{ENTRY_POINT}|{task_id}|{attempt}".encode()
+def message_signature(task_id: str, attempt: int, trace: str = "") -> str:
+    # The trace context (core.tracing) is signed with the ids, so a forged one cannot be
+    # slipped into a real message; a message without one signs exactly as before.
+    payload = f"{ENTRY_POINT}|{task_id}|{attempt}{'|' + trace if trace else ''}".encode()
     return hmac.new(_signing_key(), payload, hashlib.sha256).hexdigest()
 
 
@@ -61,7 +64,9 @@ class SignedJob(Job):
         except ForgedMessage as exc:
             logger.error("refused queue message %s: %s", self.id, exc)
             raise
-        return super()._execute()
+        trace = self.args[3] if len(self.args) == 4 else ""
+        with task_span(self.args[0], self.args[1], trace):
+            return super()._execute()
 
     # RQ calls a job's callbacks by the names stored in Redis, before and after
     # _execute: a forged job could name any importable function there (and a refused
@@ -87,10 +92,15 @@ class SignedJob(Job):
         if func_name != ENTRY_POINT or self.instance is not None:
             raise ForgedMessage(f"names {func_name!r}, not {ENTRY_POINT}")
         args, kwargs = self.args, self.kwargs
-        if kwargs or len(args) != 3 or not all(isinstance(a, t) for a, t in zip(args, (str, int, str))):
-            raise ForgedMessage("arguments are not (task_id, attempt, signature)")
-        task_id, attempt, signature = args
-        if not hmac.compare_digest(signature, message_signature(task_id, attempt)):
+        # (task_id, attempt, signature), or with a fourth: the W3C traceparent of its
+        # dispatch (only when tracing is on), which the signature covers too.
+        types = (str, int, str, str)
+        if kwargs or len(args) not in (3, 4) or not all(isinstance(a, t) for a, t in zip(args, types)):
+            raise ForgedMessage("arguments are not (task_id, attempt, signature[, traceparent])")
+        task_id, attempt, signature, *trace = args
+        if trace and not TRACEPARENT.match(trace[0]):
+            raise ForgedMessage("the trace context is not a traceparent")
+        if not hmac.compare_digest(signature, message_signature(task_id, attempt, *trace)):
             raise ForgedMessage("bad signature")
 
 
@@ -100,6 +110,9 @@ class TaskMessage:
     attempt: int
     queue: str
     timeout: int
+    # The task's job: not sent (the worker reads it from PostgreSQL); tracing files the
+    # dispatch under the job's trace by it.
+    job_id: str = ""
 
 
 def queue_get(name: str) -> Queue:
@@ -118,10 +131,11 @@ def tasks_enqueue(messages: Iterable[TaskMessage]) -> None:
         by_queue[message.queue].append(message)
     for name, batch in by_queue.items():
         queue = queue_get(name)
+        traces = dispatch_traceparents(batch)  # {} when tracing is off
         data = [
             Queue.prepare_data(
                 ENTRY_POINT,
-                args=(m.task_id, m.attempt, message_signature(m.task_id, m.attempt)),
+                args=_message_args(m, traces.get(m.task_id, "")),
                 timeout=m.timeout + TIMEOUT_GRACE,
                 job_id=message_job_id(m),
                 result_ttl=0,
@@ -131,6 +145,13 @@ def tasks_enqueue(messages: Iterable[TaskMessage]) -> None:
             for m in batch
         ]
         queue.enqueue_many(data)  # one pipeline, executed by RQ
+
+
+def _message_args(message: TaskMessage, trace: str) -> tuple:
+    signature = message_signature(message.task_id, message.attempt, trace)
+    if trace:
+        return (message.task_id, message.attempt, signature, trace)
+    return (message.task_id, message.attempt, signature)
 
 
 def message_job_id(message: TaskMessage) -> str:

@@ -389,7 +389,7 @@ def _dispatch(change: Change, ready: list[Task]) -> None:
         task.status = TaskStatus.QUEUED
         task.attempt += 1
         task.next_attempt_at = None
-        change.messages.append(TaskMessage(str(task.id), task.attempt, task.queue, task.timeout))
+        change.messages.append(TaskMessage(str(task.id), task.attempt, task.queue, task.timeout, str(change.job.id)))
         change.task_status(task, TaskStatus.QUEUED, attempt=task.attempt)
 
 
@@ -522,13 +522,15 @@ def job_requeue(*, job_id) -> int:
     with transaction.atomic():
         change = _lock(job_id)
         queued = list(
-            Task.objects.filter(job_id=job_id, status=TaskStatus.QUEUED).only("id", "attempt", "queue", "timeout")
+            Task.objects.filter(job_id=job_id, status=TaskStatus.QUEUED).only(
+                "id", "job_id", "attempt", "queue", "timeout"
+            )
         )
         Task.objects.filter(id__in=[t.id for t in queued], status=TaskStatus.QUEUED).update(queued_at=change.now)
         waiting = Task.objects.filter(job_id=job_id, status=TaskStatus.PENDING, next_attempt_at__gt=change.now).update(
             next_attempt_at=change.now
         )
-        change.messages += [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in queued]
+        change.messages += [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout, str(t.job_id)) for t in queued]
         _settle(change)
         _commit(change)
     return len(queued) + waiting
@@ -546,7 +548,9 @@ def tasks_resend(*, job_id, tasks: list[Task]) -> int:
         still = Task.objects.filter(id__in=[t.id for t in tasks], status=TaskStatus.QUEUED)
         current = {t.id for t in still.only("id")}
         still.update(queued_at=now)
-        change.messages += [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in tasks if t.id in current]
+        change.messages += [
+            TaskMessage(str(t.id), t.attempt, t.queue, t.timeout, str(t.job_id)) for t in tasks if t.id in current
+        ]
         _commit(change)
     return len(change.messages)
 

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from core.errors import ApplicationError, QuotaExceeded, Unprocessable
+from core.tracing import job_trace_save
 from jobs import lifecycle
 from jobs.budgets import budget_fields
 from jobs.models import JOB_ACTIVE, Job
@@ -73,6 +74,9 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
                     "request_digest": digest,
                 },
             )
+            # Later steps (dependents dispatched by workers, retries by the orchestrator)
+            # join this request's trace (core.tracing); a no-op when tracing is off.
+            job_trace_save(job.id)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race.
         if not idempotency_key:

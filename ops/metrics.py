@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily, Metric
 from rq import Worker
 
+from agents.breakers import breaker_status
+from agents.registry import agents_all
 from core.heartbeats import leader_identity
 from core.metrics import metrics_collector_register, metrics_render
 from core.queue import queue_get
@@ -70,9 +72,23 @@ def _orchestrator() -> Iterable[Metric]:
     yield leader
 
 
+def _circuits() -> Iterable[Metric]:
+    # One series per agent and state, 1 for the state it is in, so an alert can say
+    # "open" and a dashboard can stack them (deploy/k8s/base/monitoring).
+    family = GaugeMetricFamily(
+        "agentbus_agent_circuit", "Circuit breaker state of each agent.", labels=["agent", "state"]
+    )
+    for spec in agents_all():
+        state = breaker_status(spec)["state"]
+        for candidate in ("closed", "open", "half-open"):
+            family.add_metric([spec.name, candidate], 1 if state == candidate else 0)
+    yield family
+
+
 metrics_collector_register("jobs_and_tasks", _jobs_and_tasks)
 metrics_collector_register("queues", _queues)
 metrics_collector_register("orchestrator", _orchestrator)
+metrics_collector_register("circuits", _circuits)
 
 
 def metrics_view(request) -> HttpResponse:

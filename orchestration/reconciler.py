@@ -64,7 +64,7 @@ def tasks_requeue_lost(limit: int = 100) -> int:
         return 0
     # A message still waiting in its queue (workers busy) is not lost: leave it, and look
     # again only after another AGENTBUS_REQUEUE_AFTER.
-    waiting = messages_waiting([TaskMessage(str(t.id), t.attempt, t.queue, t.timeout) for t in lost])
+    waiting = messages_waiting([TaskMessage(str(t.id), t.attempt, t.queue, t.timeout, str(t.job_id)) for t in lost])
     by_job: dict = defaultdict(list)
     for task in lost:
         by_job[task.job_id].append(task)

@@ -24,6 +24,12 @@ from rest_framework.test import APIClient
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_report_header(config) -> list[str]:
+    from core.embedded import STARTED
+
+    return [f"embedded {server.name} (none answered at the configured address): {server.url}" for server in STARTED]
+
+
 def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
     """Poll until ``predicate()`` is truthy; returns its value or fails the test."""
     deadline = time.monotonic() + timeout

@@ -33,4 +33,10 @@ os.environ.setdefault("AGENTBUS_LEADER_LOCK_TTL", "2")
 os.environ.setdefault("AGENTBUS_RECONCILE_INTERVAL", "0.5")
 os.environ.setdefault("AGENTBUS_REQUEUE_AFTER", "3")
 
+# No PostgreSQL or Redis answering at those addresses (a fresh laptop, a CI step that
+# hides them): start embedded ones for the session and point the URLs at them.
+from core.embedded import session_services_ensure
+
+session_services_ensure()
+
 from agentbus_site.settings import *

@@ -31,7 +31,8 @@ from workers.supervision import supervise
 logger = logging.getLogger(__name__)
 
 
-def task_run(task_id: str, attempt: int, signature: str) -> None:
+def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> None:
+    # ``trace`` (a traceparent) is used by SignedJob around this call (core.tracing).
     # A long-lived worker must drop connections the database closed or that outlived
     # CONN_MAX_AGE, as Django does around each request.
     close_old_connections()

