@@ -14,7 +14,7 @@ from agentbus_site.metrics import metrics_view
 from agentbus_site.openapi import DocsView, SchemaView
 from agentbus_site.system import SystemView
 from jobs.artifact_views import ArtifactDownloadView
-from jobs.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
+from jobs.dashboard.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
 from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
 from workers.views import AgentListView
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agentbus_site.api_errors import ApplicationError, flatten_errors
-from jobs.dashboard import (
+from jobs.dashboard.selectors import (
     dashboard_jobs,
     event_log_html,
     graph_svg,
