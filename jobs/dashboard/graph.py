@@ -41,6 +41,11 @@ class GraphNode(Subscriptable):
         return self.status.replace("_", " ")
 
     @property
+    def title(self) -> str:
+        """The tooltip: the whole key, the agent and the status."""
+        return f"{self.key} ({self.agent}): {self.status_label}"
+
+    @property
     def cx(self) -> int:
         return self.x + NODE_W // 2
 

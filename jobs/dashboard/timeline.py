@@ -66,6 +66,10 @@ class TaskView(Subscriptable):
     reviews: list = field(default_factory=list)
 
     @property
+    def key(self) -> str:
+        return self.task.key
+
+    @property
     def progress_pct(self) -> int | None:
         """The reported progress while the task runs, in percent; None otherwise."""
         task = self.task
