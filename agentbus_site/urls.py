@@ -12,7 +12,7 @@ from accounts.views import TokenObtainView
 from agents.views import AgentListView
 from core.openapi import DocsView, SchemaView
 from jobs.artifact_views import ArtifactDownloadView
-from jobs.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
+from jobs.dashboard.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
 from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
 from ops.health import healthz, readyz
 from ops.metrics import metrics_view

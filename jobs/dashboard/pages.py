@@ -1,8 +1,9 @@
 """The dashboard: server-rendered pages for people, over the same services and
 selectors as the REST API.
 
-Each view reads with ``jobs.selectors`` / ``jobs.dashboard`` or writes with one
-``jobs.services`` function; another user's job is a 404 page. Live updates come from
+Each view picks its data with ``jobs.selectors`` and the rest of ``jobs.dashboard`` (or
+writes with one ``jobs.services`` function) and hands it to a template under
+``templates/jobs/``; another user's job is a 404 page. Live updates come from
 the page's JavaScript (static/agentbus/), which follows the job's event log over the
 websocket, or by polling ``GET /jobs/{id}/events`` when there is none, and asks for
 the ``?fragment=`` variants below to redraw.
@@ -19,26 +20,23 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.registry import agents_all
 from core.errors import ApplicationError, flatten_errors
-from jobs.dashboard import (
+from jobs.dashboard.event_log import job_event_log
+from jobs.dashboard.graph import job_graph
+from jobs.dashboard.selectors import (
     dashboard_jobs,
-    event_log_html,
-    graph_svg,
     job_artifacts_by_task,
-    job_graph,
     job_reviews_by_task,
     job_status_counts,
-    job_status_events,
-    job_timeline,
     jobs_progress,
     system_summary,
-    task_summary_html,
-    timeline_rows_html,
 )
+from jobs.dashboard.timeline import job_status_events, job_timeline
 from jobs.models import JOB_ACTIVE, JobStatus
 from jobs.selectors import job_get, job_tasks
 from jobs.services import job_cancel, job_retry_failed, job_submit
@@ -46,6 +44,12 @@ from jobs.services import job_cancel, job_retry_failed, job_submit
 JOBS_PER_PAGE = 25
 TASK_BODIES_INLINE = 30
 EVENT_LOG_SIZE = 300
+# What the graph, the timeline and the task list read of a task when its details are not
+# shown inline (jobs/job/_tasks.html, jobs/dashboard/graph.py, timeline.py).
+TASK_LIST_FIELDS = (
+    "id", "job_id", "key", "agent", "status", "depends_on", "created_at", "started_at", "finished_at",
+    "progress", "progress_message", "attempt", "max_attempts",
+)  # fmt: skip
 
 EXAMPLE_PLANS = {
     "single": {
@@ -126,8 +130,8 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
     tasks_query = job_tasks(job=job)
     lazy_bodies = tasks_query.count() > TASK_BODIES_INLINE
     # A large job's task details load when opened: rendering (and reading) every task's
-    # input and output on each live redraw would cost far more than the API's JSON.
-    tasks = list(tasks_query.defer("input", "output") if lazy_bodies else tasks_query)
+    # input, output and usage on each live redraw would cost far more than the API's JSON.
+    tasks = list(tasks_query.only(*TASK_LIST_FIELDS) if lazy_bodies else tasks_query)
     now = timezone.now()
     timeline = job_timeline(job, tasks, job_status_events(job), now=now)
     graph = job_graph(job, tasks)
@@ -135,13 +139,11 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
     for row in timeline.rows:
         row.artifacts = artifacts.get(row.task.id, [])
         row.reviews = reviews.get(row.task.id, [])
-        row.summary_html = task_summary_html(row)
     context = {
         "job": job,
+        "job_url": reverse("app-job", kwargs={"job_id": str(job.id)}),
         "graph": graph,
-        "graph_svg": graph_svg(graph),
         "timeline": timeline,
-        "timeline_html": timeline_rows_html(timeline),
         "title": _job_title(job),
         "duration": round(((job.finished_at or now) - (job.started_at or job.created_at)).total_seconds(), 1),
         "plan_reviews": reviews.get(None, []),
@@ -157,10 +159,12 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
         row = next((r for r in timeline.rows if r.task.key == request.GET.get("key")), None)
         if row is None:
             raise Http404("No such task.")
+        if lazy_bodies:  # its details are what was asked for: the whole row, in one query
+            row.task = tasks_query.get(pk=row.task.pk)
         return render(request, "jobs/job/_task_body.html", {"row": row, "job": job})
     keys = {str(t.id): t.key for t in tasks}
-    log = list(reversed(job.events.order_by("-seq")[:EVENT_LOG_SIZE]))
-    context["event_log_html"] = event_log_html(log, keys)
+    log = job_event_log(job, keys=keys, size=EVENT_LOG_SIZE)
+    context["event_log"] = log
     context["page_data"] = {
         "job": str(job.id),
         # Where the rendered log ends (the job row was read earlier and may be behind):
@@ -168,8 +172,8 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
         "last_seq": log[-1].seq if log else 0,
         "finished": job.is_finished,
         "keys": keys,
-        "events_url": f"/jobs/{job.id}/events",
-        "socket_path": f"/ws/jobs/{job.id}",
+        "events_url": reverse("job-events", kwargs={"job_id": str(job.id)}),
+        "socket_path": f"/ws/jobs/{job.id}",  # a websocket route: no reverse() for those
     }
     return render(request, "jobs/job_detail.html", context)
 
@@ -211,7 +215,7 @@ def job_new_page(request: HttpRequest) -> HttpResponse:
                 except ApplicationError as exc:
                     errors = exc.fields or {"form": [exc.message]}
                 else:
-                    return redirect(f"/app/jobs/{job.id}")
+                    return redirect("app-job", job_id=str(job.id))
             else:
                 errors = flatten_errors(data.errors)
     else:
@@ -267,7 +271,7 @@ def job_cancel_page(request: HttpRequest, job_id) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, "Job cancelled; running tasks are being stopped.")
-    return redirect(f"/app/jobs/{job.id}")
+    return redirect("app-job", job_id=str(job.id))
 
 
 @login_required
@@ -280,7 +284,7 @@ def job_retry_page(request: HttpRequest, job_id) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, "Retrying the failed tasks; the tasks that succeeded are kept.")
-    return redirect(f"/app/jobs/{job.id}")
+    return redirect("app-job", job_id=str(job.id))
 
 
 def _job_title(job) -> str:
