@@ -381,12 +381,12 @@ class JobRequestHandler(RequestHandler):
         async with aclosing(job_events_follow(snapshot.task_id, after=snapshot.job["last_seq"])) as events:
             async for event in events:
                 kind = event["type"]
-                if kind == "task.status" and event.get("status") == "succeeded" and event.get("key"):
-                    output = await self._call(_task_output, user, job_id, event["key"])
+                if kind == "task.status" and event.get("status") == "succeeded" and event.get("task"):
+                    key, output = await self._call(_task_output, user, job_id, event["task"])
                     yield pb.TaskArtifactUpdateEvent(
                         task_id=snapshot.task_id,
                         context_id=snapshot.context_id,
-                        artifact=_task_artifact(snapshot.task_id, event["key"], output),
+                        artifact=_task_artifact(snapshot.task_id, key, output),
                         last_chunk=True,
                     )
                 if kind not in ("job.status", "task.status", *GATE_EVENTS):
@@ -424,11 +424,12 @@ class JobRequestHandler(RequestHandler):
         raise ExtendedAgentCardNotConfiguredError
 
 
-def _task_output(user, job_id: str, key: str) -> Any:
+def _task_output(user, job_id: str, task_id: str) -> tuple[str, Any]:
+    """A task's key and output (an event names the task by id; not every one has its key)."""
     from jobs.models import Task
 
     job = operations.job_for(user, job_id)
-    return Task.objects.filter(job=job, key=key).values_list("output", flat=True).first()
+    return Task.objects.filter(job=job, pk=task_id).values_list("key", "output").first() or ("?", None)
 
 
 class UserContextBuilder(DefaultServerCallContextBuilder):
