@@ -19,10 +19,12 @@ class AgentKind(models.TextChoices):
     HTTP = "http"
     LLM = "llm"
     PLANNER = "planner"
+    MCP = "mcp"  # a registered MCP server; a task calls one of its allowed tools (workers.mcp_agent)
+    A2A = "a2a"  # a remote A2A agent, by its card URL; a task delegates to it (workers.a2a_agent)
 
 
 # Kinds an operator can define without code; Python agents and the planner are code.
-CONFIGURABLE_KINDS = (AgentKind.HTTP, AgentKind.LLM)
+CONFIGURABLE_KINDS = (AgentKind.HTTP, AgentKind.LLM, AgentKind.MCP, AgentKind.A2A)
 
 agent_name_validator = RegexValidator(r"^[A-Za-z0-9_.-]{1,100}$", "1-100 characters of A-Z a-z 0-9 _ . -")
 
@@ -52,6 +54,12 @@ class AgentDefinition(models.Model):
     # worker connects.
     url = models.URLField(max_length=500, blank=True)
     secret = models.CharField(max_length=200, blank=True, help_text="HMAC key for the request signature.")
+    # MCP servers and A2A agents: the URL is the server's endpoint (MCP) or its agent
+    # card (A2A); the header authenticates the worker to it.
+    auth_header = models.CharField(
+        max_length=1000, blank=True, help_text='Sent with every call, e.g. "Authorization: Bearer <token>".'
+    )
+    allowed_tools = models.JSONField(default=list, blank=True, help_text="MCP: the tools tasks may call.")
     # LLM agents; empty values fall back to AGENTBUS_LLM_*.
     model = models.CharField(max_length=200, blank=True)
     base_url = models.URLField(max_length=500, blank=True)

@@ -115,6 +115,10 @@ def agent_call(spec: AgentSpec, ctx: AgentContext):
             from workers.llm_agent import llm_agent_run
 
             return llm_agent_run(spec, ctx)
+        if spec.kind in ("mcp", "a2a"):
+            from workers.protocol_agents import protocol_agent_run
+
+            return protocol_agent_run(spec, ctx)
         return spec.handler(ctx)
     finally:
         slot_release(spec, task_id=ctx.task_id)
