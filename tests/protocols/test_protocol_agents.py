@@ -199,3 +199,23 @@ def test_a_remote_input_required_becomes_an_agentbus_question_and_the_answer_goe
     job = job_wait(job_id, timeout=30)
     assert job.status == "succeeded", job.error
     assert job.tasks.get().output["artifacts"]["answer"]["size"] == "large"
+
+
+def test_an_unreachable_mcp_server_is_retried_with_backoff_then_fails(pipeline, staff, alice):
+    nowhere = f"http://127.0.0.1:{free_port()}/mcp"
+    register(staff, name="gone-mcp", kind="mcp", url=nowhere, allowed_tools=["add"], max_attempts=2, timeout=5)
+    job = run_job(alice, {"key": "x", "agent": "gone-mcp", "input": {"arguments": {"a": 1, "b": 2}}})
+    task = job.tasks.get()
+    assert job.status == "failed"
+    assert task.attempt == 2  # a connection failure may heal: retried, unlike a tool's error
+    assert "cannot reach MCP server 'gone-mcp'" in task.error
+
+
+def test_a_card_cannot_send_the_worker_off_its_own_origin(pipeline, a2a_peer, staff, alice):
+    # The same peer under another name: its card's endpoint (127.0.0.1) is then on
+    # another origin than the registered card URL (localhost), and is not called.
+    elsewhere = a2a_peer.replace("127.0.0.1", "localhost")
+    register(staff, name="peer-a2a-elsewhere", kind="a2a", url=elsewhere, timeout=10)
+    job = run_job(alice, {"key": "d", "agent": "peer-a2a-elsewhere", "input": {"n": 1}})
+    assert job.status == "failed"
+    assert "off the card's origin" in job.tasks.get().error
