@@ -339,12 +339,14 @@ class JobRequestHandler(RequestHandler):
         job_id, _ = await self._call(_send, user, params.message)
         if params.configuration.return_immediately:
             return (await self._call(_snapshot, user, job_id)).task()
+        seen: list[JobSnapshot] = []
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._until_settled(user, job_id), BLOCKING_WAIT_SECONDS)
-        return (await self._call(_snapshot, user, job_id)).task()
+            await asyncio.wait_for(self._until_settled(user, job_id, seen), BLOCKING_WAIT_SECONDS)
+        settled = seen[-1] if seen and seen[-1].state in (*FINAL_STATES, pb.TASK_STATE_INPUT_REQUIRED) else None
+        return (settled or await self._call(_snapshot, user, job_id)).task()
 
-    async def _until_settled(self, user, job_id: str) -> None:
-        async for _ in self._stream(user, job_id, first=False):
+    async def _until_settled(self, user, job_id: str, seen: list) -> None:
+        async for _ in self._stream(user, job_id, first=False, seen=seen):
             pass
 
     async def on_message_send_stream(
@@ -362,17 +364,20 @@ class JobRequestHandler(RequestHandler):
         async for event in self._stream(user, params.id):
             yield event
 
-    async def _stream(self, user, job_id: str, *, first: bool = True) -> AsyncGenerator[Any]:
+    async def _stream(self, user, job_id: str, *, first: bool = True, seen: list | None = None) -> AsyncGenerator[Any]:
         """The task now, then its changes until it finishes or waits for input.
 
         1. Read the job's position (its last seq) and yield the task as it is then.
-        2. Follow the event log after that seq; a job or task status change, or a review
-           opened or decided, re-reads the job and yields a status update when its A2A
-           state changed; each task that succeeds yields its output as an artifact.
+        2. Follow the event log after that seq; a job status change, or a review opened
+           or decided, re-reads the job and yields a status update when its A2A state
+           changed (a task's own changes cannot change it: a task waiting for a human
+           opens a review); each task that succeeds yields its output as an artifact.
         3. Stop after the final state's update (with the result artifact before it), or
            after an input-required update: the client's answer is a new message.
         """
         snapshot = await self._call(_snapshot, user, job_id)
+        if seen is not None:
+            seen.append(snapshot)
         if first:
             yield snapshot.task()
         if snapshot.state in FINAL_STATES or snapshot.state == pb.TASK_STATE_INPUT_REQUIRED:
@@ -389,9 +394,11 @@ class JobRequestHandler(RequestHandler):
                         artifact=_task_artifact(snapshot.task_id, key, output),
                         last_chunk=True,
                     )
-                if kind not in ("job.status", "task.status", *GATE_EVENTS):
+                if kind not in ("job.status", *GATE_EVENTS):
                     continue
                 snapshot = await self._call(_snapshot, user, job_id)
+                if seen is not None:
+                    seen.append(snapshot)
                 if snapshot.state == state and snapshot.state not in FINAL_STATES:
                     continue
                 state = snapshot.state
