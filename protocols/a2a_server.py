@@ -39,7 +39,7 @@ from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import create_jsonrpc_routes
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.types import a2a_pb2 as pb
-from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, PROTOCOL_VERSION_CURRENT
+from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_CURRENT
 from a2a.utils.errors import (
     A2AError,
     ExtendedAgentCardNotConfiguredError,
@@ -464,7 +464,10 @@ def agent_card(base_url: str) -> pb.AgentCard:
         supported_interfaces=[
             pb.AgentInterface(
                 url=f"{base_url}{RPC_PATH}", protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION_CURRENT
-            )
+            ),
+            pb.AgentInterface(
+                url=f"{base_url}{RPC_PATH}", protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION_0_3
+            ),
         ],
         skills=[
             pb.AgentSkill(
@@ -495,7 +498,11 @@ def a2a_asgi_app():
     """The card (public) at the well-known path; the JSON-RPC endpoint behind TokenAuth."""
     rpc = Starlette(
         routes=create_jsonrpc_routes(
-            request_handler=JobRequestHandler(), rpc_url=RPC_PATH, context_builder=UserContextBuilder()
+            request_handler=JobRequestHandler(),
+            rpc_url=RPC_PATH,
+            context_builder=UserContextBuilder(),
+            # 0.3 clients (message/send, tasks/get, no A2A-Version header) too, as the SDK offers.
+            enable_v0_3_compat=True,
         )
     )
     guarded = TokenAuth(rpc)

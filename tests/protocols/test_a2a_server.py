@@ -26,8 +26,10 @@ def test_the_agent_card_is_public_at_the_well_known_path_and_declares_the_token(
     card = httpx.get(protocol_web.http + AGENT_CARD_WELL_KNOWN_PATH, timeout=10).json()
     assert AGENT_CARD_WELL_KNOWN_PATH == "/.well-known/agent-card.json"
     assert card["name"] == "agentbus" and card["capabilities"]["streaming"] is True
-    (interface,) = card["supportedInterfaces"]
-    assert interface == {"url": f"{protocol_web.http}/a2a", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
+    assert card["supportedInterfaces"] == [
+        {"url": f"{protocol_web.http}/a2a", "protocolBinding": "JSONRPC", "protocolVersion": version}
+        for version in ("1.0", "0.3")  # the SDK's 0.3 compatibility, on the same endpoint
+    ]
     assert card["securitySchemes"]["agentbusToken"]["httpAuthSecurityScheme"]["scheme"] == "bearer"
     assert card["securityRequirements"] == [{"schemes": {"agentbusToken": {}}}]
 
@@ -133,6 +135,32 @@ def test_another_users_job_is_invisible_over_a2a(pipeline, protocol_web, alice):
     assert bobs_id not in {t.id for t in listed.tasks}
     assert bob.get(f"/jobs/{bobs_id}").data["status"] != "cancelled"  # nothing happened to it
     wait_for(lambda: bob.get(f"/jobs/{bobs_id}").data["status"] == "succeeded", timeout=30)
+
+
+def test_a_0_3_client_is_answered_on_the_same_endpoint(pipeline, protocol_web, alice):
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "message/send",
+        "params": {
+            "message": {
+                "messageId": "old-client-1",
+                "role": "user",
+                "kind": "message",
+                "parts": [{"kind": "data", "data": plan({"key": "e", "agent": "echo", "input": {"n": 1}})}],
+            }
+        },
+    }
+    headers = {"Authorization": f"Bearer {raw_token(alice)}"}
+    reply = httpx.post(f"{protocol_web.http}/a2a", json=body, headers=headers, timeout=30).json()
+    assert reply["result"]["kind"] == "task" and reply["result"]["status"]["state"] == "completed"
+    got = httpx.post(
+        f"{protocol_web.http}/a2a",
+        json={"jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": {"id": reply["result"]["id"]}},
+        headers=headers,
+        timeout=10,
+    ).json()
+    assert got["result"]["status"]["state"] == "completed"
 
 
 def test_a2a_without_a_valid_token_is_a_401(protocol_web):
