@@ -200,4 +200,29 @@ def test_the_package_installs_and_runs_on_a_machine_with_only_the_client(pipelin
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["tasks"]["hello"]["output"]["input"] == {"text": "hi"}
+    results = json.loads(done.stdout)
+    assert results["tasks"]["hello"]["output"]["input"] == {"text": "hi"}
+    # The README's other lines, as written.
+    answers = {}
+    for args in (["status", results["job"]], ["results", results["job"]], ["reviews", "list"]):
+        ran = subprocess.run([command, *args], env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert ran.returncode == 0, (args, ran.stderr)
+        answers[args[0]] = ran.stdout
+    assert json.loads(answers["status"])["status"] == "succeeded"
+
+
+def test_memory_is_stored_and_searched_from_the_cli(chroma_server, own_web, token):
+    env = {**os.environ, "AGENTBUS_URL": own_web.http, "AGENTBUS_TOKEN": token}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([AGENTBUS, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    stored = cli("memory", "store", "Invoice INV-2024-00917 was paid", "--metadata", '{"topic": "billing"}')
+    assert stored.returncode == 0, stored.stderr
+    memory_id = json.loads(stored.stdout)["id"]
+    cli("memory", "store", "The office plants need water on Fridays")
+    found = cli("memory", "search", "which invoice was paid", "-k", "5", "--where", "topic=billing")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)["results"]
+    assert [hit["id"] for hit in hits] == [memory_id]
+    assert cli("memory", "store", "   ").returncode == 2  # blank text: a 400 naming the field

@@ -143,3 +143,24 @@ def test_mcp_without_a_valid_token_is_a_401_in_the_apis_error_shape(protocol_web
         response = httpx.post(f"{protocol_web.http}/mcp", json=body, headers=sent, timeout=10)
         assert response.status_code == 401
         assert response.json()["error"] == "not_authenticated"
+
+
+def test_mcp_tools_store_and_search_the_callers_memory(chroma_server, protocol_web, alice):
+    bob = client_for(make_user("bob"))
+    bob.post("/memory/store", {"text": "Bob's invoice INV-7 was paid"}, format="json")
+
+    async def scenario():
+        http, client = mcp_session(protocol_web, raw_token(alice))
+        async with http, client:
+            stored = await client.call_tool(
+                "store_memory", {"text": "Invoice INV-2024-00917 was paid", "metadata": {"topic": "billing"}}
+            )
+            found = await client.call_tool("search_memory", {"query": "which invoice was paid", "k": 5})
+            blank = await client.call_tool("store_memory", {"text": "  "})
+            return stored, found, blank
+
+    stored, found, blank = run(scenario())
+    texts = [hit["text"] for hit in found.structured_content["results"]]
+    assert texts == ["Invoice INV-2024-00917 was paid"]  # bob's memory is not alice's
+    assert found.structured_content["results"][0]["id"] == stored.structured_content["id"]
+    assert blank.is_error and "text" in tool_error(blank)["fields"]
