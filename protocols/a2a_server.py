@@ -383,11 +383,13 @@ class JobRequestHandler(RequestHandler):
         if snapshot.state in FINAL_STATES or snapshot.state == pb.TASK_STATE_INPUT_REQUIRED:
             return
         state = snapshot.state
+        streamed: set[str] = set()  # tasks whose output went out as an artifact
         async with aclosing(job_events_follow(snapshot.task_id, after=snapshot.job["last_seq"])) as events:
             async for event in events:
                 kind = event["type"]
                 if kind == "task.status" and event.get("status") == "succeeded" and event.get("task"):
                     key, output = await self._call(_task_output, user, job_id, event["task"])
+                    streamed.add(key)
                     yield pb.TaskArtifactUpdateEvent(
                         task_id=snapshot.task_id,
                         context_id=snapshot.context_id,
@@ -403,6 +405,16 @@ class JobRequestHandler(RequestHandler):
                     continue
                 state = snapshot.state
                 if state == pb.TASK_STATE_COMPLETED and snapshot.results is not None:
+                    # Outputs committed before the stream began (a gate's decision that
+                    # finished a task, say) go out now, before the result.
+                    for key, task in snapshot.results["tasks"].items():
+                        if task["status"] == "succeeded" and key not in streamed:
+                            yield pb.TaskArtifactUpdateEvent(
+                                task_id=snapshot.task_id,
+                                context_id=snapshot.context_id,
+                                artifact=_task_artifact(snapshot.task_id, key, task["output"]),
+                                last_chunk=True,
+                            )
                     yield pb.TaskArtifactUpdateEvent(
                         task_id=snapshot.task_id,
                         context_id=snapshot.context_id,
