@@ -3,13 +3,16 @@
 ``Authorization: Token <key>`` or ``Bearer <key>`` (what MCP and A2A clients send)
 is resolved to its active user through ``accounts.authentication`` exactly as the
 REST API and the websockets resolve it; anything else answers 401 with the API's JSON
-error shape before a byte reaches the SDKs. The user is left in ``scope["user"]`` as a
+error shape before a byte reaches the SDKs. Each request also counts against the
+user's REST rate limit (THROTTLE_USER_RATE, one budget over REST, MCP and A2A): over it,
+a 429 with ``Retry-After``. The user is left in ``scope["user"]`` as a
 Starlette user (the A2A SDK reads that) wrapping the Django user (our code reads that).
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 from channels.db import database_sync_to_async
 from starlette.authentication import BaseUser
@@ -43,20 +46,38 @@ def django_user_of(scope) -> object:
     return user.django_user
 
 
-async def _refuse(send, detail: str) -> None:
-    body = json.dumps({"error": "not_authenticated", "detail": detail}).encode()
+async def _refuse(send, detail: str, *, status: int = 401, error: str = "not_authenticated", headers=()) -> None:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    if status == 401:
+        headers = [*headers, (b"www-authenticate", b'Bearer realm="agentbus"')]
     await send(
         {
             "type": "http.response.start",
-            "status": 401,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"www-authenticate", b'Bearer realm="agentbus"'),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _rate_wait(user) -> float | None:
+    """Seconds until the user may call again (REST's user throttle, same Redis key);
+    None when admitted."""
+    from redis.exceptions import RedisError
+
+    from agentbus_site.throttling import UserRateThrottle, rate_take
+
+    throttle = UserRateThrottle()
+    if throttle.rate is None:
+        return None
+    try:
+        return rate_take(f"user:{user.pk}", limit=throttle.num_requests, period=throttle.duration)
+    except RedisError:
+        return None  # as for REST: rate limiting must not take the API down
 
 
 class TokenAuth:
@@ -76,5 +97,16 @@ class TokenAuth:
         user = await database_sync_to_async(user_for_raw_token)(raw)
         if user is None:
             await _refuse(send, "Invalid or revoked token.")
+            return
+        wait = await database_sync_to_async(_rate_wait, thread_sensitive=False)(user)
+        if wait is not None:
+            retry_after = str(max(1, math.ceil(wait))).encode()
+            await _refuse(
+                send,
+                f"Request was throttled. Expected available in {retry_after.decode()} seconds.",
+                status=429,
+                error="throttled",
+                headers=[(b"retry-after", retry_after)],
+            )
             return
         await self.app(dict(scope, user=AgentbusUser(user)), receive, send)
