@@ -5,13 +5,20 @@ the A2A SDK's, everything else to Django, untouched. The MCP SDK's session manag
 needs a running task group; the web process runs without ASGI lifespan events
 (``--lifespan off``, and daphne sends none), so it is started on the first MCP
 request, in the server's event loop, and lives as long as the process.
+
+Django's ALLOWED_HOSTS check does not run for these paths, so the router applies it:
+the agent card builds its endpoint's URL from the Host header, and a forged one must
+not be served back (to a cache, say).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 
 A2A_PREFIX = "/a2a"
 MCP_PATHS = ("/mcp", "/mcp/")
@@ -27,7 +34,10 @@ class ProtocolRouter:
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope.get("path", "")
-        if path in MCP_PATHS:
+        protocol = path in MCP_PATHS or path == AGENT_CARD_WELL_KNOWN_PATH or path.startswith(A2A_PREFIX)
+        if protocol and not host_allowed(scope):
+            await _bad_host(send)
+        elif path in MCP_PATHS:
             await (await self._mcp_app())(scope, receive, send)
         elif path == AGENT_CARD_WELL_KNOWN_PATH or path == A2A_PREFIX or path.startswith(A2A_PREFIX + "/"):
             await self._a2a_app()(scope, receive, send)
@@ -56,3 +66,20 @@ class ProtocolRouter:
 
             self._a2a = a2a_asgi_app()
         return self._a2a
+
+
+def host_allowed(scope) -> bool:
+    """The Host header against ALLOWED_HOSTS, as Django's HttpRequest.get_host() checks it."""
+    host = next((value.decode("latin1") for key, value in scope.get("headers", []) if key == b"host"), "")
+    domain, _port = split_domain_port(host)
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
+
+
+async def _bad_host(send) -> None:
+    body = json.dumps({"error": "bad_request", "detail": "The Host header is not one this server answers."}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

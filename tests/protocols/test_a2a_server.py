@@ -34,6 +34,14 @@ def test_the_agent_card_is_public_at_the_well_known_path_and_declares_the_token(
     assert card["securityRequirements"] == [{"schemes": {"agentbusToken": {}}}]
 
 
+def test_a_forged_host_header_is_refused_before_the_card_echoes_it(protocol_web):
+    forged = httpx.get(protocol_web.http + AGENT_CARD_WELL_KNOWN_PATH, headers={"Host": "evil.example"}, timeout=10)
+    assert forged.status_code == 400 and forged.json()["error"] == "bad_request"
+    assert "evil.example" not in forged.text
+    mcp = httpx.post(f"{protocol_web.http}/mcp", json={}, headers={"Host": "evil.example"}, timeout=10)
+    assert mcp.status_code == 400
+
+
 def test_a_streamed_message_creates_a_job_and_streams_its_states_and_artifacts(pipeline, protocol_web, alice):
     async def scenario():
         _, client, http = await a2a_client(protocol_web.http, raw_token(alice))
