@@ -15,10 +15,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 
 from accounts.ws_auth import TokenAuthMiddleware
 from agentbus_site.websocket_urls import websocket_urlpatterns
+from protocols.asgi import ProtocolRouter
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # /mcp and /a2a (MCP and A2A, protocols/) beside Django; everything else is Django's.
+        "http": ProtocolRouter(django_asgi_app),
         # Session first (browsers), then an Authorization: Token header overrides it (programs).
         "websocket": AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }

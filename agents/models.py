@@ -43,6 +43,12 @@ class AgentDefinition(models.Model):
     # worker connects.
     url = models.URLField(max_length=500, blank=True)
     secret = models.CharField(max_length=200, blank=True, help_text="HMAC key for the request signature.")
+    # MCP servers and A2A agents: the URL is the server's endpoint (MCP) or its agent
+    # card (A2A); the header authenticates the worker to it.
+    auth_header = models.CharField(
+        max_length=1000, blank=True, help_text='Sent with every call, e.g. "Authorization: Bearer <token>".'
+    )
+    allowed_tools = models.JSONField(default=list, blank=True, help_text="MCP: the tools tasks may call.")
     # LLM agents; empty values fall back to AGENTBUS_LLM_*.
     model = models.CharField(max_length=200, blank=True)
     base_url = models.URLField(max_length=500, blank=True)

@@ -55,6 +55,10 @@ class AgentSpec:
     # HTTP agents: where the worker POSTs, and the HMAC key of the signature.
     url: str = ""
     secret: str = field(default="", repr=False)
+    # MCP servers and A2A agents (agents.mcp, agents.a2a): a header sent with each call,
+    # and the MCP tools tasks may call.
+    auth_header: str = field(default="", repr=False)
+    allowed_tools: tuple[str, ...] = ()
     # LLM agents: empty values fall back to AGENTBUS_LLM_*.
     model: str = ""
     base_url: str = ""
@@ -76,8 +80,10 @@ class AgentSpec:
             "description": self.description,
             "source": self.source,
         }
-        if self.kind == AgentKind.HTTP:
+        if self.kind in (AgentKind.HTTP, AgentKind.MCP, AgentKind.A2A):
             data["url"] = self.url
+        if self.kind == AgentKind.MCP:
+            data["allowed_tools"] = list(self.allowed_tools)
         if self.kind in (AgentKind.LLM, AgentKind.PLANNER):
             data["model"] = self.model or settings.AGENTBUS_LLM_MODEL
         return data
@@ -164,7 +170,7 @@ def agents_load() -> None:
 CONFIG_FIELDS = (
     "queue", "timeout", "max_attempts", "description", "retry_backoff", "concurrency",
     "breaker_fail_max", "breaker_reset_timeout", "url", "secret", "model", "base_url",
-    "api_key", "system_prompt", "max_tokens",
+    "api_key", "system_prompt", "max_tokens", "auth_header", "allowed_tools",
 )  # fmt: skip
 
 
@@ -187,7 +193,7 @@ def agents_from_file(path: str) -> list[AgentSpec]:
     for i, item in enumerate(items):
         item = dict(item) if isinstance(item, dict) else item
         if isinstance(item, dict):
-            for key in ("secret", "api_key"):
+            for key in ("secret", "api_key", "auth_header"):
                 env_name = item.pop(f"{key}_env", None)
                 if env_name:
                     item[key] = os.environ.get(env_name, "")
@@ -200,8 +206,9 @@ def agents_from_file(path: str) -> list[AgentSpec]:
 
 def agent_spec_from_config(data: dict, *, source: str) -> AgentSpec:
     values = {k: data[k] for k in CONFIG_FIELDS if k in data and data[k] is not None}
-    for text_field in ("url", "secret", "model", "base_url", "api_key", "system_prompt", "description"):
+    for text_field in ("url", "secret", "model", "base_url", "api_key", "system_prompt", "description", "auth_header"):
         values[text_field] = values.get(text_field) or ""
+    values["allowed_tools"] = tuple(values.get("allowed_tools") or ())
     return AgentSpec(name=data["name"], kind=data["kind"], source=source, **values)
 
 

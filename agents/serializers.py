@@ -39,6 +39,10 @@ class AgentConfigSerializer(serializers.Serializer):
     api_key = StrictCharField(max_length=500, required=False, allow_blank=True, default="", write_only=True)
     system_prompt = StrictCharField(max_length=20_000, required=False, allow_blank=True, default="")
     max_tokens = StrictIntegerField(min_value=1, max_value=1_000_000, required=False, allow_null=True, default=None)
+    auth_header = StrictCharField(max_length=1000, required=False, allow_blank=True, default="", write_only=True)
+    allowed_tools = serializers.ListField(
+        child=StrictCharField(max_length=200), required=False, default=list, max_length=500
+    )
 
     def validate_name(self, value: str) -> str:
         if not NAME_RE.match(value):
@@ -66,6 +70,11 @@ class AgentConfigSerializer(serializers.Serializer):
                 raise serializers.ValidationError({"url": ["required for an http agent"]})
             if not data.get("secret"):
                 raise serializers.ValidationError({"secret": ["required for an http agent (it signs each request)"]})
+        from agents.protocols import protocol_agent_config_errors
+
+        errors = protocol_agent_config_errors(data)
+        if errors:
+            raise serializers.ValidationError(errors)
         if data["kind"] == AgentKind.LLM and not (data.get("base_url") or settings.AGENTBUS_LLM_BASE_URL):
             raise serializers.ValidationError(
                 {"base_url": ["required for an llm agent when AGENTBUS_LLM_BASE_URL is not set"]}

@@ -27,7 +27,7 @@ class AgentOutputSerializer(serializers.Serializer):
     """An agent as everyone sees it; secrets and API keys are never shown."""
 
     name = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["python", "http", "llm", "planner"])
+    kind = serializers.ChoiceField(choices=["python", "http", "llm", "planner", "mcp", "a2a"])
     queue = serializers.CharField()
     timeout = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
@@ -35,7 +35,8 @@ class AgentOutputSerializer(serializers.Serializer):
     concurrency = serializers.IntegerField(allow_null=True)
     description = serializers.CharField()
     source = serializers.ChoiceField(choices=["code", "settings", "database"])
-    url = serializers.URLField(required=False, help_text="HTTP agents only.")
+    url = serializers.URLField(required=False, help_text="HTTP agents, MCP servers, A2A agents' cards.")
+    allowed_tools = serializers.ListField(child=serializers.CharField(), required=False, help_text="MCP servers.")
     model = serializers.CharField(required=False, help_text="LLM agents and the planner only.")
     health = serializers.DictField(help_text='{"status": ok|degraded|down|no_workers|unknown, "workers", "running"}')
     circuit = serializers.DictField(help_text='{"state": closed|open|half-open, "failures", "retry_in", ...}')

@@ -260,11 +260,12 @@ class JobListView(GenericAPIView):
             headers["Idempotent-Replayed"] = "true"
         # A job just created has no task rows yet (the orchestrator writes them), so
         # the reply skips the tasks query; a replay shows the job as it is now.
-        body = {**JobOutputSerializer(job).data, "tasks": []} if created else _job_detail(job)
+        body = {**JobOutputSerializer(job).data, "tasks": []} if created else job_detail_body(job)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers)
 
 
-def _job_detail(job) -> dict:
+def job_detail_body(job) -> dict:
+    """A job with its tasks (GET /jobs/{id}), also answered by protocols/."""
     body = JobOutputSerializer(job).data
     body["tasks"] = TaskOutputSerializer(job_tasks(job=job), many=True).data
     return body
@@ -278,7 +279,7 @@ class JobDetailView(APIView):
         examples=[OpenApiExample("A running job", value=EXAMPLE_JOB, response_only=True)],
     )
     def get(self, request, job_id):
-        return Response(_job_detail(job_get(user=request.user, job_id=job_id)))
+        return Response(job_detail_body(job_get(user=request.user, job_id=job_id)))
 
 
 class JobResultsView(APIView):
@@ -341,39 +342,41 @@ class JobResultsView(APIView):
         ],
     )
     def get(self, request, job_id):
-        job = job_get(user=request.user, job_id=job_id)
-        if not job.is_finished:
-            raise Conflict(
-                f"The job is {job.status}; results are available once it has finished.",
-                code="job_not_finished",
-            )
-        tasks = job_tasks(job=job).only(
-            "id", "key", "agent", "status", "attempt", "output", "error", "tokens_used", "usage"
+        return Response(job_results_body(job_get(user=request.user, job_id=job_id), request=request))
+
+
+def job_results_body(job, *, request=None) -> dict:
+    """GET /jobs/{id}/results, also answered by the MCP and A2A servers (protocols/)."""
+    if not job.is_finished:
+        raise Conflict(
+            f"The job is {job.status}; results are available once it has finished.",
+            code="job_not_finished",
         )
-        artifacts = ArtifactOutputSerializer(job_artifacts(job=job), many=True, context={"request": request}).data
-        return Response(
-            {
-                "job": str(job.id),
-                "status": job.status,
-                "error": job.error,
-                "result": job.result,
-                "tasks": {
-                    t.key: {
-                        "id": str(t.id),
-                        "agent": t.agent,
-                        "status": t.status,
-                        "attempt": t.attempt,
-                        "output": t.output,
-                        "error": t.error,
-                        "tokens_used": t.tokens_used,
-                        "usage": t.usage,
-                    }
-                    for t in tasks
-                },
-                "tokens_used": job.tokens_used,
-                "artifacts": artifacts,
+    tasks = job_tasks(job=job).only(
+        "id", "key", "agent", "status", "attempt", "output", "error", "tokens_used", "usage"
+    )
+    artifacts = ArtifactOutputSerializer(job_artifacts(job=job), many=True, context={"request": request}).data
+    return {
+        "job": str(job.id),
+        "status": job.status,
+        "error": job.error,
+        "result": job.result,
+        "tasks": {
+            t.key: {
+                "id": str(t.id),
+                "agent": t.agent,
+                "status": t.status,
+                "attempt": t.attempt,
+                "output": t.output,
+                "error": t.error,
+                "tokens_used": t.tokens_used,
+                "usage": t.usage,
             }
-        )
+            for t in tasks
+        },
+        "tokens_used": job.tokens_used,
+        "artifacts": artifacts,
+    }
 
 
 class JobCancelView(APIView):
@@ -387,7 +390,7 @@ class JobCancelView(APIView):
     )
     def post(self, request, job_id):
         job = job_cancel(job=job_get(user=request.user, job_id=job_id))
-        return Response(_job_detail(job))
+        return Response(job_detail_body(job))
 
 
 class JobEventsView(APIView):

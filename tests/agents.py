@@ -37,3 +37,9 @@ def sleepy(ctx: AgentContext) -> dict:
 def unserved_echo(ctx: AgentContext) -> dict:
     """Like echo, on a queue no test worker serves, for tests that run tasks in-process."""
     return {"input": ctx.input, "upstream": ctx.upstream}
+
+
+@agent("mcp_caller", timeout=30, max_attempts=1)
+def mcp_caller(ctx: AgentContext) -> dict:
+    """Calls a tool of a registered MCP server through ctx.mcp (tests/protocols)."""
+    return {"tool": ctx.mcp(ctx.input["server"], ctx.input["tool"], ctx.input.get("arguments", {}))}

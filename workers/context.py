@@ -137,5 +137,14 @@ class AgentContext:
         )
         return str(memory.id)
 
+    def mcp(self, server: str, tool: str, arguments: dict | None = None):
+        """Call a tool of a staff-registered MCP server (an agent of kind ``mcp``) by its
+        name, inside that server's circuit breaker; answers the tool's result. A tool
+        error raises NonRetryableError with its message; tools the server's
+        registration does not allow are refused."""
+        from agents.mcp import mcp_call_registered
+
+        return mcp_call_registered(server, tool, arguments or {}, timeout=self._task.timeout)
+
     def __repr__(self) -> str:
         return f"<AgentContext {self.task_key} attempt {self.attempt}>"

@@ -1,26 +1,29 @@
-"""`manage.py submit_job`: a program's way in, through the public REST API and websocket
-of a running server."""
+"""The `agentbus` command (clients/python): a program's way in, through the public REST
+API and websocket of a running server. (It replaced `manage.py submit_job`, which needed
+the server's settings and secrets on the client's machine.)"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, plan, process_env
+from tests.conftest import ROOT, plan
 from tests.live.conftest import token_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+AGENTBUS = str(Path(sys.executable).parent / "agentbus")
 
-def submit_job(web, *args: str, token: str, timeout: float = 60) -> subprocess.CompletedProcess:
+
+def agentbus(web, *args: str, token: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", "submit_job", "--url", web.http, "--token", token, *args],
+        [AGENTBUS, "--url", web.http, "--token", token, *args],
         check=False,
         cwd=ROOT,
-        env=process_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -38,7 +41,7 @@ def test_it_submits_a_plan_follows_the_job_live_and_prints_the_results(pipeline,
             )
         )
     )
-    done = submit_job(web, "--plan", str(plan_file), "--follow", token=token_of(alice).split()[1])
+    done = agentbus(web, "submit", "--plan", str(plan_file), "--follow", token=token_of(alice).split()[1])
 
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
@@ -52,7 +55,7 @@ def test_it_submits_a_plan_follows_the_job_live_and_prints_the_results(pipeline,
 def test_a_failing_job_exits_non_zero_with_its_results(pipeline, web, alice, tmp_path):
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps({"plan": plan({"key": "x", "agent": "broken"}), "requirements": "will fail"}))
-    done = submit_job(web, "--plan", str(plan_file), "--follow", "--quiet", token=token_of(alice).split()[1])
+    done = agentbus(web, "submit", "--plan", str(plan_file), "--follow", "--quiet", token=token_of(alice).split()[1])
     assert done.returncode == 1
     assert json.loads(done.stdout)["status"] == "failed"
     assert "never work" in done.stderr
@@ -62,17 +65,17 @@ def test_bad_input_is_reported_with_where_it_is_wrong(web, alice, tmp_path):
     token = token_of(alice).split()[1]
     unknown_agent = tmp_path / "unknown.json"
     unknown_agent.write_text(json.dumps(plan({"key": "x", "agent": "no-such-agent"})))
-    done = submit_job(web, "--plan", str(unknown_agent), token=token)
+    done = agentbus(web, "submit", "--plan", str(unknown_agent), token=token)
     assert done.returncode == 2
     assert "plan.tasks[0].agent" in done.stderr
 
     not_json = tmp_path / "broken.json"
     not_json.write_text("{")
-    assert submit_job(web, "--plan", str(not_json), token=token).returncode == 2
-    assert submit_job(web, "--plan", str(tmp_path / "missing.json"), token=token).returncode == 2
+    assert agentbus(web, "submit", "--plan", str(not_json), token=token).returncode == 2
+    assert agentbus(web, "submit", "--plan", str(tmp_path / "missing.json"), token=token).returncode == 2
 
     plan_file = tmp_path / "ok.json"
     plan_file.write_text(json.dumps(plan({"key": "x", "agent": "echo"})))
-    refused = submit_job(web, "--plan", str(plan_file), token="not-a-token")
+    refused = agentbus(web, "submit", "--plan", str(plan_file), token="not-a-token")
     assert refused.returncode == 2, (refused.stderr, web.log_path.read_text()[-4000:])
     assert "401" in refused.stderr
