@@ -91,4 +91,5 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
     code = getattr(getattr(exc, "detail", None), "code", None) or getattr(exc, "default_code", "error")
     headers = {k: v for k, v in response.headers.items() if k in ("Retry-After", "WWW-Authenticate", "Allow")}
-    return error_response(code, str(detail), response.status_code, headers=headers)
+    # A parser's error may name the refused field (agentbus_site.parsers.JSONPolicyParseError).
+    return error_response(code, str(detail), response.status_code, getattr(exc, "fields", None), headers=headers)

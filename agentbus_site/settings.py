@@ -361,3 +361,7 @@ LOGGING = {
         "httpx": {"level": env_str("HTTPX_LOG_LEVEL", "WARNING")},
     },
 }
+
+# --- hardening (docs/readme/security.md) ---------------------------------------------------
+# The JSON policy (agentbus_site/json_policy.py): nesting depth of any body or JSON query value.
+AGENTBUS_JSON_MAX_DEPTH = env_int("AGENTBUS_JSON_MAX_DEPTH", 64, minimum=2)

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agentbus_site.api_errors import ApplicationError, flatten_errors
+from agentbus_site.json_policy import JSONPolicyError, json_loads
 from jobs.dashboard import (
     dashboard_jobs,
     event_log_html,
@@ -200,7 +201,9 @@ def job_new_page(request: HttpRequest) -> HttpResponse:
             errors["priority"] = ["must be a whole number"]
         if form["plan"].strip():
             try:
-                body["plan"] = json.loads(form["plan"])
+                body["plan"] = json_loads(form["plan"], root="plan")
+            except JSONPolicyError as exc:
+                errors["plan"] = [f"{exc.path}: {exc.message}"]
             except json.JSONDecodeError as exc:
                 errors["plan"] = [f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
         if not errors:

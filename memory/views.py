@@ -3,7 +3,6 @@ selector, and serializes the answer."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from django.conf import settings
@@ -20,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentbus_site.api_errors import ApplicationError
+from agentbus_site.json_policy import JSONPolicyError, json_loads
 from agentbus_site.openapi import page_of
 from jobs.fields import BoundedJSONObjectField, StrictCharField, StrictIntegerField
 from memory.models import DEFAULT_NAMESPACE
@@ -156,7 +156,9 @@ def _metadata_filters(params) -> dict:
     raw = params.get("filter")
     if raw is not None:
         try:
-            parsed = json.loads(raw)
+            parsed = json_loads(raw, root="filter")
+        except JSONPolicyError as exc:
+            raise ApplicationError(f"JSON refused: {exc}", fields={exc.path: [exc.message]}) from None
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
@@ -166,7 +168,9 @@ def _metadata_filters(params) -> dict:
         if name.startswith("metadata."):
             key = name.removeprefix("metadata.")
             try:
-                filters[key] = json.loads(value)
+                filters[key] = json_loads(value, root=name)
+            except JSONPolicyError as exc:
+                raise ApplicationError(f"JSON refused: {exc}", fields={exc.path: [exc.message]}) from None
             except ValueError:
                 filters[key] = value
     for key, value in filters.items():

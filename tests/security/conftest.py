@@ -1,0 +1,39 @@
+"""Shared by the hardening tests: a real web process (daphne on agentbus_site.asgi, as
+runserver and the browser tests use it) on the test database and Redis, and a small
+HTTP client for it that never raises on an error status."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+
+# Ports 8243..8249 are this suite's (HELPERS.md isolation); 8243 is the shared web process.
+SECURITY_WEB_PORT = 8243
+
+
+def http(base: str, method: str, path: str, *, body=None, raw: bytes | None = None, headers: dict | None = None):
+    """One request; returns (status, headers, parsed JSON or text)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(
+        base + path, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, head, content = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, head, content = error.code, dict(error.headers), error.read()
+    try:
+        return status, head, json.loads(content or b"null")
+    except ValueError:
+        return status, head, content.decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="session")
+def security_web(processes):
+    """A daphne web process for this session: its base URL and a request helper."""
+    _, base = processes.start_web(SECURITY_WEB_PORT, name="security-web", env={"AGENTBUS_WS_RECHECK_INTERVAL": "1"})
+    return SimpleNamespace(base=base, call=lambda *a, **k: http(base, *a, **k))
