@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.memory.conftest import memory_index, remember  # noqa: F401 (fixtures for the memory tests here)
+
 # Ports 8243..8249 are this suite's (HELPERS.md isolation); 8243 is the shared web process.
 SECURITY_WEB_PORT = 8243
 

@@ -10,7 +10,6 @@ from django.core.management import call_command
 
 from memory.models import Memory
 from tests.conftest import client_for, make_user
-from tests.memory.conftest import memory_index, remember  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
