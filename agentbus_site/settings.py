@@ -365,3 +365,6 @@ LOGGING = {
 # --- hardening (docs/readme/security.md) ---------------------------------------------------
 # The JSON policy (agentbus_site/json_policy.py): nesting depth of any body or JSON query value.
 AGENTBUS_JSON_MAX_DEPTH = env_int("AGENTBUS_JSON_MAX_DEPTH", 64, minimum=2)
+# Tokens: live ones per user; websockets re-check credentials and access this often (s).
+AGENTBUS_MAX_TOKENS_PER_USER = env_int("AGENTBUS_MAX_TOKENS_PER_USER", 100, minimum=1)
+AGENTBUS_WS_RECHECK_INTERVAL = env_float("AGENTBUS_WS_RECHECK_INTERVAL", 30.0, minimum=0.1)

@@ -22,6 +22,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
 from accounts.authentication import KEYWORDS, user_for_raw_token
+from accounts.models import token_digest
 
 
 def _header(scope, name: bytes) -> bytes | None:
@@ -74,7 +75,8 @@ class TokenAuthMiddleware:
         raw = _token_from(scope)
         if raw is not None:
             user = await database_sync_to_async(user_for_raw_token)(raw) if raw else None
-            scope = dict(scope, user=user or AnonymousUser(), auth_method="token")
+            # The digest, not the key, stays in the scope: ws_guard re-checks it while open.
+            scope = dict(scope, user=user or AnonymousUser(), auth_method="token", auth_token_digest=token_digest(raw))
         elif not origin_allowed(scope):
             scope = dict(scope, user=AnonymousUser(), auth_method="refused-origin")
         else:

@@ -5,6 +5,7 @@ HTTP client for it that never raises on an error status."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from types import SimpleNamespace
@@ -39,3 +40,39 @@ def security_web(processes):
     """A daphne web process for this session: its base URL and a request helper."""
     _, base = processes.start_web(SECURITY_WEB_PORT, name="security-web", env={"AGENTBUS_WS_RECHECK_INTERVAL": "1"})
     return SimpleNamespace(base=base, call=lambda *a, **k: http(base, *a, **k))
+
+
+def ws_open(base: str, path: str, *, headers: dict | None = None):
+    """A real websocket client on the security web process (websockets' sync client)."""
+    from websockets.sync.client import connect
+
+    return connect(base.replace("http", "ws", 1) + path, additional_headers=headers or {}, proxy=None, open_timeout=10)
+
+
+def ws_close_code(ws, *, timeout: float = 10.0) -> int | None:
+    """Read until the server closes the socket; its close code (None: still open)."""
+    from websockets.exceptions import ConnectionClosed
+
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+    except TimeoutError:
+        return None
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    return None
+
+
+def token_header(client) -> str:
+    return client._credentials["HTTP_AUTHORIZATION"]
+
+
+def session_cookie(user) -> str:
+    """A logged-in browser session of ``user``, as a Cookie header."""
+    from django.conf import settings
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"

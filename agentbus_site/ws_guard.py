@@ -1,0 +1,111 @@
+"""Websockets re-check their credentials and their access while they are open.
+
+A handshake decides who is on the other end once; a socket then lives for hours. So each
+consumer (jobs.consumers, jobs.review_consumers) mixes in :class:`CredentialRecheck`,
+which every ``AGENTBUS_WS_RECHECK_INTERVAL`` seconds, and at once when told, checks again:
+
+1. the credentials: the token (by its digest, kept in the scope by ws_auth) still exists,
+   has not expired and its user is active; or the session still exists in the session
+   store and still matches the user's password hash (Django's own ``get_user``);
+2. the access: the consumer's ``access_still_granted(user)`` (the job is still visible
+   to this user; staff groups only while the user is staff).
+
+Failing 1 closes with 4401, failing 2 with 4403. "Told" is a message on the user's
+``auth.user.<id>`` group, sent after a logout, a token's revocation, a password change
+or a deactivation (accounts.signals). Such a message carries nothing but "check now", so
+one forged in Redis can only cause a check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.utils.module_loading import import_string
+
+from accounts.authentication import user_for_digest
+from agentbus_site.channel_sender import group_send_nowait
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+def auth_group(user_id) -> str:
+    return f"auth.user.{user_id}"
+
+
+def auth_recheck_notify(user_id) -> None:
+    """Ask every open socket of this user to check its credentials now."""
+    group_send_nowait(auth_group(user_id), {"type": "auth.recheck"})
+
+
+def _session_store(session_key: str):
+    return import_string(settings.SESSION_ENGINE + ".SessionStore")(session_key=session_key)
+
+
+def credentials_user(scope):
+    """The user the socket's credentials name now, or None (revoked, expired, logged out)."""
+    if scope.get("auth_method") == "token":
+        digest = scope.get("auth_token_digest")
+        return user_for_digest(digest) if digest else None
+    session_key = getattr(scope.get("session"), "session_key", None)
+    if not session_key:
+        return None
+    # A fresh read of the store: the scope's copy was loaded at the handshake.
+    user = get_user(SimpleNamespace(session=_session_store(session_key)))
+    return user if user.is_authenticated else None
+
+
+class CredentialRecheck:
+    """Mixin for AsyncWebsocketConsumer: ``await self.recheck_start()`` after accept(),
+    ``await self.recheck_stop()`` in disconnect(); override ``access_still_granted``."""
+
+    _recheck_task: asyncio.Task | None = None
+    _auth_group: str | None = None
+
+    async def access_still_granted(self, user) -> bool:
+        return True
+
+    async def recheck_start(self) -> None:
+        self._auth_group = auth_group(self.scope["user"].pk)
+        await self.channel_layer.group_add(self._auth_group, self.channel_name)
+        self._recheck_task = asyncio.create_task(self._recheck_periodically())
+
+    async def recheck_stop(self) -> None:
+        if self._recheck_task is not None:
+            self._recheck_task.cancel()
+        if self._auth_group is not None:
+            await self.channel_layer.group_discard(self._auth_group, self.channel_name)
+
+    async def _recheck_periodically(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(settings.AGENTBUS_WS_RECHECK_INTERVAL)
+                if not await self.recheck_now():
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("re-checking a websocket's credentials failed; the socket closes")
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def recheck_now(self) -> bool:
+        """True while the socket may stay open; otherwise it is closed with its reason."""
+        user = await database_sync_to_async(credentials_user, thread_sensitive=False)(self.scope)
+        if user is None or user.pk != self.scope["user"].pk:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return False
+        if not await self.access_still_granted(user):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return False
+        self.scope["user"] = user
+        return True
+
+    async def auth_recheck(self, message: dict) -> None:
+        await self.recheck_now()
