@@ -64,7 +64,10 @@ class TokenObtainView(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, username=data.validated_data["username"], password=data.validated_data["password"])
+        # Django's request, so that django-axes (accounts/lockout.py) flags a lock-out on it.
+        user = authenticate(
+            request._request, username=data.validated_data["username"], password=data.validated_data["password"]
+        )
         if user is None:
             raise ApplicationError(
                 "Unable to log in with the given username and password.",

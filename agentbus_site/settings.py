@@ -8,6 +8,7 @@ CHROMA_URL, SECRET_KEY and DEBUG=0.
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN)
     "django_prometheus",  # request/response metrics of the web process at /metrics
+    "axes",  # login lock-out on every login path (accounts/lockout.py)
     "accounts",
     "jobs",
     "memory",
@@ -69,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a lock-out into its 429 (accounts/lockout.py)
     "django_prometheus.middleware.PrometheusAfterMiddleware",  # last
 ]
 
@@ -368,3 +371,13 @@ AGENTBUS_JSON_MAX_DEPTH = env_int("AGENTBUS_JSON_MAX_DEPTH", 64, minimum=2)
 # Tokens: live ones per user; websockets re-check credentials and access this often (s).
 AGENTBUS_MAX_TOKENS_PER_USER = env_int("AGENTBUS_MAX_TOKENS_PER_USER", 100, minimum=1)
 AGENTBUS_WS_RECHECK_INTERVAL = env_float("AGENTBUS_WS_RECHECK_INTERVAL", 30.0, minimum=0.1)
+# Login lock-out (django-axes, accounts/lockout.py): failures per username and per client.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AGENTBUS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("AGENTBUS_LOGIN_COOLOFF", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a row per successful login is not needed
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_VERBOSE = False
