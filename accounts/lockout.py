@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_cool_off
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -44,3 +45,14 @@ def lockout_response(request, original_response=None, credentials=None) -> HttpR
     if retry_after:
         response["Retry-After"] = retry_after
     return response
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """Axes' lock-out check for logins that come with a request (every web login path
+    passes one); code that authenticates without a request (Django's test client's
+    ``login()``, a management command) is not guessing passwords over the network."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

@@ -372,7 +372,7 @@ AGENTBUS_JSON_MAX_DEPTH = env_int("AGENTBUS_JSON_MAX_DEPTH", 64, minimum=2)
 AGENTBUS_MAX_TOKENS_PER_USER = env_int("AGENTBUS_MAX_TOKENS_PER_USER", 100, minimum=1)
 AGENTBUS_WS_RECHECK_INTERVAL = env_float("AGENTBUS_WS_RECHECK_INTERVAL", 30.0, minimum=0.1)
 # Login lock-out (django-axes, accounts/lockout.py): failures per username and per client.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["accounts.lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("AGENTBUS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(seconds=env_int("AGENTBUS_LOGIN_COOLOFF", 900, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
