@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +11,7 @@ from accounts.tokens import token_revoke, tokens_live
 
 
 class TokenListView(APIView):
+    @extend_schema_serializer(component_name="TokenInfo")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         name = serializers.CharField()
@@ -22,7 +23,19 @@ class TokenListView(APIView):
         operation_id="auth_tokens_list",
         summary="Your API tokens that still work (never their keys)",
         responses={200: OutputSerializer(many=True)},
-    )
+        examples=[
+            OpenApiExample(
+                "Two tokens",
+                value=[
+                    {"id": 7, "name": "ci", "prefix": "Vq3kX9aB", "created_at": "2026-12-01T09:00:00Z",
+                     "expires_at": "2027-01-01T09:00:00Z"},
+                    {"id": 3, "name": "", "prefix": "p0Lm2c8Q", "created_at": "2026-11-02T10:00:00Z",
+                     "expires_at": None},
+                ],
+                response_only=True,
+            )
+        ],
+    )  # fmt: skip
     def get(self, request):
         return Response(self.OutputSerializer(tokens_live(user=request.user), many=True).data)
 

@@ -58,7 +58,11 @@ class TokenObtainView(APIView):
             OpenApiExample(
                 "Credentials", value={"username": "alice", "password": "s3cret", "name": "ci"}, request_only=True
             ),
-            OpenApiExample("A new token", value={"token": "Vq3k...43 characters"}, response_only=True),
+            OpenApiExample(
+                "A new token",
+                value={"token": "Vq3k...43 characters", "id": 7, "expires_at": None},
+                response_only=True,
+            ),
         ],
     )
     def post(self, request):

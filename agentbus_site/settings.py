@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 from agentbus_site.env import (
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN)
     "django_prometheus",  # request/response metrics of the web process at /metrics
+    "csp",  # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below)
     "axes",  # login lock-out on every login path (accounts/lockout.py)
     "accounts",
     "jobs",
@@ -71,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a lock-out into its 429 (accounts/lockout.py)
     "django_prometheus.middleware.PrometheusAfterMiddleware",  # last
 ]
@@ -362,6 +365,8 @@ LOGGING = {
         "rq.worker": {"level": env_str("RQ_LOG_LEVEL", "WARNING")},
         # Chroma's client logs every HTTP request it makes at INFO: one line per search.
         "httpx": {"level": env_str("HTTPX_LOG_LEVEL", "WARNING")},
+        # django-axes logs every login at INFO; its warnings (failures, lock-outs) stay.
+        "axes": {"level": env_str("AXES_LOG_LEVEL", "WARNING")},
     },
 }
 
@@ -381,3 +386,23 @@ AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a row per successful login 
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
 AXES_VERBOSE = False
+# Content-Security-Policy (django-csp) on every page: scripts only from this site or with
+# the response's nonce (templates: nonce="{{ request.csp_nonce }}"), no inline handlers,
+# no framing, no plugins. Inline style attributes stay allowed (the dashboard's SVG uses them).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Channel-layer messages are signed (agentbus_site/live_signing.py); default: from SECRET_KEY.
+AGENTBUS_LIVE_SIGNING_KEY = env_str("AGENTBUS_LIVE_SIGNING_KEY", "")
+# A signed live message older than this (seconds) is a replay and dropped.
+AGENTBUS_LIVE_MAX_AGE = env_float("AGENTBUS_LIVE_MAX_AGE", 120.0, minimum=1.0)

@@ -23,6 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
+from agentbus_site.live_signing import live_verified
 from agentbus_site.ws_guard import CredentialRecheck
 from jobs.events import STAFF_JOBS_GROUP, job_group, user_jobs_group
 from jobs.models import JOB_TERMINAL, Job
@@ -131,6 +132,7 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    @live_verified
     async def job_events(self, message: dict) -> None:
         async with self.lock:
             for event in message["events"]:
@@ -139,8 +141,9 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
                     continue
                 if seq > self.last_sent + 1:
                     await self._send_from_log()  # fills the gap, and usually this event too
-                    if seq <= self.last_sent:
-                        continue
+                    # Not in the log: only what the log holds moves last_sent, so a bogus
+                    # seq cannot make the real events that follow look like duplicates.
+                    continue
                 await self._send(event)
 
     async def _send_from_log(self) -> None:
@@ -206,6 +209,7 @@ class JobListConsumer(CredentialRecheck, AsyncWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    @live_verified
     async def jobs_changed(self, message: dict) -> None:
         for event in message["events"]:
             await self.send(text_data=json.dumps(event))

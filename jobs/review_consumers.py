@@ -16,6 +16,7 @@ import json
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from agentbus_site.live_signing import live_verified
 from agentbus_site.ws_guard import CredentialRecheck
 from jobs.reviews import STAFF_REVIEWS_GROUP, review_user_group
 
@@ -50,6 +51,7 @@ class ReviewInboxConsumer(CredentialRecheck, AsyncWebsocketConsumer):
         if text_data == "ping":
             await self.send(text_data="pong")
 
+    @live_verified
     async def review_changed(self, event: dict) -> None:
         # A staff member who is also the owner gets the change twice; one frame is enough.
         key = (event["review"]["id"], event["review"]["status"], event["review"].get("claimed_by"))
