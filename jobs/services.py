@@ -13,6 +13,7 @@ from rest_framework import status
 from agentbus_site.api_errors import ApplicationError
 from jobs.budgets import budget_fields
 from jobs.events import NewEvent, events_append
+from jobs.gate_policy import gates_authorize
 from jobs.models import JOB_TERMINAL, TASK_TERMINAL, Job, JobStatus, Task, TaskStatus
 from jobs.plans import plan_validate
 from orchestration.inbox import orchestrator_notify
@@ -53,6 +54,8 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         )
     # Without a plan, the orchestrator has the planner agent make one (orchestration.planner).
     tasks = plan_validate(plan) if plan is not None else None
+    if plan is not None:
+        gates_authorize(owner=owner, plan=plan)
     budget = budget_fields(spec.get("budget"), tasks=tasks)
 
     try:

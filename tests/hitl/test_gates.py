@@ -247,6 +247,7 @@ def test_a_claimed_review_can_only_be_decided_by_its_claimant(pipeline, alice):
     editors = Group.objects.create(name="editors")
     carol = client_for(make_user("carol"))
     carol.user.groups.add(editors)
+    alice.user.groups.add(editors)  # a gate goes to a group its submitter belongs to (jobs.gate_policy)
     job_id = submit(
         alice, {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"group": "editors"}})}
     )
