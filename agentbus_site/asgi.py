@@ -13,12 +13,14 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 
+from agentbus_site.body_limit import BodyLimit
 from agentbus_site.websocket_urls import websocket_urlpatterns
 from agentbus_site.ws_auth import TokenAuthMiddleware
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The body limit before Django spools the body (agentbus_site/body_limit.py).
+        "http": BodyLimit(django_asgi_app),
         # Session first (browsers), then an Authorization: Token header overrides it (programs).
         "websocket": AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }

@@ -406,3 +406,11 @@ CONTENT_SECURITY_POLICY = {
 AGENTBUS_LIVE_SIGNING_KEY = env_str("AGENTBUS_LIVE_SIGNING_KEY", "")
 # A signed live message older than this (seconds) is a replay and dropped.
 AGENTBUS_LIVE_MAX_AGE = env_float("AGENTBUS_LIVE_MAX_AGE", 120.0, minimum=1.0)
+# Bounds on memory writes (memory/bounds.py).
+AGENTBUS_MEMORY_MAX_REQUEST_CHARS = env_int("AGENTBUS_MEMORY_MAX_REQUEST_CHARS", 100_000, minimum=1)
+AGENTBUS_MEMORY_MAX_PER_USER = env_int("AGENTBUS_MEMORY_MAX_PER_USER", 100_000, minimum=1)
+AGENTBUS_MEMORY_WRITE_RATE = env_rate("AGENTBUS_MEMORY_WRITE_RATE", "120/min")
+# Open websockets per user (across replicas, counted in Redis) and frames queued per socket
+# before a reader too slow to keep up is dropped (close 4408); agentbus_site/ws_guard.py.
+AGENTBUS_WS_MAX_PER_USER = env_int("AGENTBUS_WS_MAX_PER_USER", 20, minimum=1)
+AGENTBUS_WS_SEND_QUEUE = env_int("AGENTBUS_WS_SEND_QUEUE", 1000, minimum=1)

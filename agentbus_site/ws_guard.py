@@ -10,7 +10,12 @@ which every ``AGENTBUS_WS_RECHECK_INTERVAL`` seconds, and at once when told, che
 2. the access: the consumer's ``access_still_granted(user)`` (the job is still visible
    to this user; staff groups only while the user is staff).
 
-Failing 1 closes with 4401, failing 2 with 4403. "Told" is a message on the user's
+Failing 1 closes with 4401, failing 2 with 4403. The mixin also bounds what a socket
+costs: at most ``AGENTBUS_WS_MAX_PER_USER`` open sockets per user across replicas (a
+Redis sorted set of the user's sockets, each refreshed by its periodic check; beyond it
+the new socket closes with 4429), and at most ``AGENTBUS_WS_SEND_QUEUE`` frames waiting
+for a reader: a reader slower than its feed is dropped with 4408 rather than growing the
+server's memory without bound (it reconnects and catches up from the event log). "Told" is a message on the user's
 ``auth.user.<id>`` group, sent after a logout, a token's revocation, a password change
 or a deactivation (accounts.signals). Such a message carries nothing but "check now", so
 one forged in Redis can only cause a check.
@@ -20,20 +25,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import SimpleNamespace
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.utils.module_loading import import_string
+from redis.exceptions import RedisError
 
 from accounts.authentication import user_for_digest
 from agentbus_site.channel_sender import group_send_nowait
+from agentbus_site.redis_connection import redis_client
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4408
+CLOSE_TOO_MANY = 4429
 
 
 def auth_group(user_id) -> str:
@@ -62,12 +73,48 @@ def credentials_user(scope):
     return user if user.is_authenticated else None
 
 
+def _sockets_key(user_id) -> str:
+    return f"agentbus:ws:user:{user_id}"
+
+
+def _max_sockets() -> int:
+    return settings.AGENTBUS_WS_MAX_PER_USER
+
+
+def _socket_register(user_id, channel_name: str) -> int:
+    """Mark this socket alive now; how many live sockets the user has. A socket whose
+    process died stops being refreshed and ages out after a few check intervals."""
+    now = time.time()
+    stale = now - max(90.0, 3 * settings.AGENTBUS_WS_RECHECK_INTERVAL)
+    key = _sockets_key(user_id)
+    pipe = redis_client().pipeline()
+    pipe.zremrangebyscore(key, "-inf", stale)
+    pipe.zadd(key, {channel_name: now})
+    pipe.zcard(key)
+    pipe.expire(key, 3600)
+    try:
+        return pipe.execute()[2]
+    except RedisError as exc:  # like the rate limiter: a cap must not take sockets down
+        logger.warning("socket count unavailable (%s); socket let through", exc)
+        return 0
+
+
+def _socket_unregister(user_id, channel_name: str) -> None:
+    try:
+        redis_client().zrem(_sockets_key(user_id), channel_name)
+    except RedisError:
+        pass  # it ages out
+
+
 class CredentialRecheck:
     """Mixin for AsyncWebsocketConsumer: ``await self.recheck_start()`` after accept(),
     ``await self.recheck_stop()`` in disconnect(); override ``access_still_granted``."""
 
     _recheck_task: asyncio.Task | None = None
     _auth_group: str | None = None
+    _outbox: asyncio.Queue | None = None
+    _writer: asyncio.Task | None = None
+    _dropped = False
 
     async def access_still_granted(self, user) -> bool:
         return True
@@ -76,12 +123,38 @@ class CredentialRecheck:
         self._auth_group = auth_group(self.scope["user"].pk)
         await self.channel_layer.group_add(self._auth_group, self.channel_name)
         self._recheck_task = asyncio.create_task(self._recheck_periodically())
+        if await sync_to_async(_socket_register)(self.scope["user"].pk, self.channel_name) > _max_sockets():
+            await sync_to_async(_socket_unregister)(self.scope["user"].pk, self.channel_name)
+            await self.close(code=CLOSE_TOO_MANY)
 
     async def recheck_stop(self) -> None:
         if self._recheck_task is not None:
             self._recheck_task.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
         if self._auth_group is not None:
             await self.channel_layer.group_discard(self._auth_group, self.channel_name)
+            await sync_to_async(_socket_unregister)(self.scope["user"].pk, self.channel_name)
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        """Queue a frame for the writer; a full queue means the reader cannot keep up."""
+        if close or self._dropped:
+            return await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        if self._outbox is None:
+            self._outbox = asyncio.Queue(settings.AGENTBUS_WS_SEND_QUEUE)
+            self._writer = asyncio.create_task(self._write())
+        try:
+            self._outbox.put_nowait((text_data, bytes_data))
+        except asyncio.QueueFull:
+            self._dropped = True
+            logger.warning("dropped a websocket reader that fell %d frames behind", self._outbox.maxsize)
+            self._writer.cancel()
+            await self.close(code=CLOSE_TOO_SLOW)
+
+    async def _write(self) -> None:
+        while True:
+            text_data, bytes_data = await self._outbox.get()
+            await super().send(text_data=text_data, bytes_data=bytes_data)
 
     async def _recheck_periodically(self) -> None:
         try:
@@ -89,6 +162,7 @@ class CredentialRecheck:
                 await asyncio.sleep(settings.AGENTBUS_WS_RECHECK_INTERVAL)
                 if not await self.recheck_now():
                     return
+                await sync_to_async(_socket_register)(self.scope["user"].pk, self.channel_name)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from agentbus_site.api_errors import ApplicationError
+from memory.bounds import quota_check
 from memory.chroma import ChromaUnavailable, chroma_delete, chroma_reset, chroma_upsert
 from memory.embeddings import embed
 from memory.metadata_policy import metadata_check, metadata_problems
@@ -85,6 +86,7 @@ def memory_store_many(*, owner, items: list[NewMemory]) -> list[Memory]:
             f"At most {settings.AGENTBUS_MEMORY_MAX_BATCH} memories per batch.",
             fields={"memories": [f"at most {settings.AGENTBUS_MEMORY_MAX_BATCH} items"]},
         )
+    quota_check(owner=owner, adding=len(items))  # memory/bounds.py
     now = timezone.now()
     shared: dict[str, bool] = {}
     for index, item in enumerate(items):

@@ -22,6 +22,7 @@ from agentbus_site.api_errors import ApplicationError
 from agentbus_site.json_policy import JSONPolicyError, json_loads
 from agentbus_site.openapi import page_of
 from jobs.fields import BoundedJSONObjectField, StrictCharField, StrictIntegerField
+from memory.bounds import MemoryWriteThrottle, request_text_check
 from memory.models import DEFAULT_NAMESPACE
 from memory.selectors import (
     SEARCH_MODES,
@@ -92,6 +93,8 @@ def _new_memory(data: dict) -> NewMemory:
 class MemoryStoreView(APIView):
     """POST /memory/store: remember one text; answers 201 {"id"}."""
 
+    throttle_classes = [*APIView.throttle_classes, MemoryWriteThrottle]  # memory/bounds.py
+
     @extend_schema(
         operation_id="memory_store",
         summary="Remember a text",
@@ -115,6 +118,8 @@ class MemoryStoreView(APIView):
 class MemoryBatchStoreView(APIView):
     """POST /memory/batch: {"memories": [{text, namespace?, metadata?, ttl?}, ...]};
     all are stored or none; answers 201 {"ids"} in the same order."""
+
+    throttle_classes = [*APIView.throttle_classes, MemoryWriteThrottle]  # memory/bounds.py
 
     class InputSerializer(serializers.Serializer):
         memories = serializers.ListField(
@@ -142,6 +147,8 @@ class MemoryBatchStoreView(APIView):
     def post(self, request):
         data = self.InputSerializer(data=_json_object(request))
         data.is_valid(raise_exception=True)
+        # Embedding runs in this request: its cost is capped by the text it carries.
+        request_text_check(texts=[m["text"] for m in data.validated_data["memories"]], field="memories")
         memories = memory_store_many(
             owner=request.user, items=[_new_memory(item) for item in data.validated_data["memories"]]
         )
