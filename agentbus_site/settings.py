@@ -414,3 +414,5 @@ AGENTBUS_MEMORY_WRITE_RATE = env_rate("AGENTBUS_MEMORY_WRITE_RATE", "120/min")
 # before a reader too slow to keep up is dropped (close 4408); agentbus_site/ws_guard.py.
 AGENTBUS_WS_MAX_PER_USER = env_int("AGENTBUS_WS_MAX_PER_USER", 20, minimum=1)
 AGENTBUS_WS_SEND_QUEUE = env_int("AGENTBUS_WS_SEND_QUEUE", 1000, minimum=1)
+# A review claim older than this (seconds) no longer binds others; 0: never (jobs/review_claims.py).
+AGENTBUS_REVIEW_CLAIM_TTL = env_int("AGENTBUS_REVIEW_CLAIM_TTL", 3600, minimum=0)

@@ -57,6 +57,7 @@ from jobs.models import (
     Task,
     TaskStatus,
 )
+from jobs.review_claims import claim_expired_q, claim_holds, may_release_q
 from orchestration.inbox import orchestrator_notify
 
 logger = logging.getLogger(__name__)
@@ -327,7 +328,8 @@ def review_decide(
                 code="review_already_decided",
                 status_code=status.HTTP_409_CONFLICT,
             )
-        if user is not None and review.claimed_by_id and review.claimed_by_id != user.id:
+        # hardening (issue 11): an expired claim no longer binds (jobs.review_claims).
+        if user is not None and claim_holds(review) and review.claimed_by_id != user.id:
             raise ApplicationError(
                 f"{review.claimed_by.username} has claimed this review.",
                 code="review_claimed",
@@ -603,8 +605,11 @@ def review_claim(*, review: Review, user) -> Review:
     Claiming one's own claim again is a no-op."""
     with transaction.atomic():
         now = timezone.now()
+        # hardening (issue 11): an expired claim can be taken over (jobs.review_claims).
         taken = Review.objects.filter(
-            Q(claimed_by__isnull=True) | Q(claimed_by=user), pk=review.pk, status=ReviewStatus.PENDING
+            Q(claimed_by__isnull=True) | Q(claimed_by=user) | claim_expired_q(),
+            pk=review.pk,
+            status=ReviewStatus.PENDING,
         ).update(claimed_by=user, claimed_at=now)
         current = Review.objects.select_related("claimed_by", "task").get(pk=review.pk)
         if taken != 1:
@@ -633,15 +638,15 @@ def review_claim(*, review: Review, user) -> Review:
 
 
 def review_release(*, review: Review, user) -> Review:
-    """Give a claimed review back; only its holder (or staff) may. 409 otherwise."""
+    """Give a claimed review back: its holder, the job's owner or staff may. 409 otherwise."""
     with transaction.atomic():
-        holder = Q() if user.is_staff else Q(claimed_by=user)
+        holder = may_release_q(user)  # hardening (issue 11): jobs.review_claims
         released = Review.objects.filter(
             holder, pk=review.pk, status=ReviewStatus.PENDING, claimed_by__isnull=False
         ).update(claimed_by=None, claimed_at=None)
         if released != 1:
             raise ApplicationError(
-                "Only the reviewer who claimed a pending review can release it.",
+                "Only the reviewer who claimed a pending review, the job's owner or staff can release it.",
                 code="review_not_claimed_by_you",
                 status_code=status.HTTP_409_CONFLICT,
             )
