@@ -52,6 +52,9 @@ class AgentDefinition(models.Model):
     # worker connects.
     url = models.URLField(max_length=500, blank=True)
     secret = models.CharField(max_length=200, blank=True, help_text="HMAC key for the request signature.")
+    reply_secret = models.CharField(
+        max_length=200, blank=True, help_text="If set, the agent must sign its replies with it (signature v2)."
+    )
     # LLM agents; empty values fall back to AGENTBUS_LLM_*.
     model = models.CharField(max_length=200, blank=True)
     base_url = models.URLField(max_length=500, blank=True)

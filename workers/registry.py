@@ -56,6 +56,8 @@ class AgentSpec:
     # HTTP agents: where the worker POSTs, and the HMAC key of the signature.
     url: str = ""
     secret: str = field(default="", repr=False)
+    # If set, the agent's replies must carry a v2 reply signature under this key.
+    reply_secret: str = field(default="", repr=False)
     # LLM agents: empty values fall back to AGENTBUS_LLM_*.
     model: str = ""
     base_url: str = ""
@@ -164,7 +166,7 @@ def agents_load() -> None:
 # Fields an HTTP or LLM agent may set in the settings file or the database.
 CONFIG_FIELDS = (
     "queue", "timeout", "max_attempts", "description", "retry_backoff", "concurrency",
-    "breaker_fail_max", "breaker_reset_timeout", "url", "secret", "model", "base_url",
+    "breaker_fail_max", "breaker_reset_timeout", "url", "secret", "reply_secret", "model", "base_url",
     "api_key", "system_prompt", "max_tokens",
 )  # fmt: skip
 
@@ -188,7 +190,7 @@ def agents_from_file(path: str) -> list[AgentSpec]:
     for i, item in enumerate(items):
         item = dict(item) if isinstance(item, dict) else item
         if isinstance(item, dict):
-            for key in ("secret", "api_key"):
+            for key in ("secret", "reply_secret", "api_key"):
                 env_name = item.pop(f"{key}_env", None)
                 if env_name:
                     item[key] = os.environ.get(env_name, "")
@@ -201,7 +203,7 @@ def agents_from_file(path: str) -> list[AgentSpec]:
 
 def agent_spec_from_config(data: dict, *, source: str) -> AgentSpec:
     values = {k: data[k] for k in CONFIG_FIELDS if k in data and data[k] is not None}
-    for text_field in ("url", "secret", "model", "base_url", "api_key", "system_prompt", "description"):
+    for text_field in ("url", "secret", "reply_secret", "model", "base_url", "api_key", "system_prompt", "description"):
         values[text_field] = values.get(text_field) or ""
     return AgentSpec(name=data["name"], kind=data["kind"], source=source, **values)
 
