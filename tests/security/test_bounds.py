@@ -10,8 +10,11 @@ import time
 import pytest
 from django.conf import settings as django_settings
 
+from agentbus_site.live_signing import live_sign
+from jobs.events import user_jobs_group
 from tests.conftest import client_for, make_user
 from tests.security.conftest import token_header, ws_close_code, ws_open
+from tests.security.test_live_layer import publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BOUNDS_WEB_PORT = 8245
@@ -125,3 +128,60 @@ def test_a_user_may_hold_only_so_many_sockets(bounds_web):
             ws.close()
     with ws_open(bounds_web, "/ws/jobs", headers=headers) as again:  # closed ones free their place
         assert ws_close_code(again, timeout=1) is None
+
+
+def _raw_websocket(port: int, path: str, token: str) -> socket.socket:
+    """A websocket handshake on a plain socket that then reads nothing: a slow client
+    (a library client would keep reading into its own memory)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: {token}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def _frames(sock: socket.socket, *, timeout: float):
+    """(opcode, payload) of each frame the server sent, until it closes or goes quiet."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    frames, i = [], 0
+    while i + 2 <= len(data):
+        opcode, length, i = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
+        if length == 126:
+            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif length == 127:
+            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        frames.append((opcode, data[i : i + length]))
+        i += length
+    return frames
+
+
+def test_a_reader_too_slow_for_its_feed_is_dropped_with_4408(bounds_web):
+    jay = client_for(make_user("jay"))
+    sock = _raw_websocket(BOUNDS_WEB_PORT, "/ws/jobs", token_header(jay))
+    try:
+        time.sleep(0.5)
+        blob = "x" * 65536
+        for i in range(300):  # ~20 MB, none of it read meanwhile
+            event = {"seq": i, "type": "job.status", "job": "j", "status": "running", "blob": blob}
+            publish(user_jobs_group(jay.user.pk), live_sign({"type": "jobs.changed", "events": [event]}))
+        time.sleep(2)
+        frames = _frames(sock, timeout=5)
+    finally:
+        sock.close()
+    texts = [payload for opcode, payload in frames if opcode == 1]
+    closes = [int.from_bytes(payload[:2], "big") for opcode, payload in frames if opcode == 8]
+    assert closes == [4408], (len(texts), closes)
+    assert len(texts) < 300
