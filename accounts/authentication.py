@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
+from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
@@ -10,12 +12,22 @@ from accounts.models import ApiToken, token_digest
 KEYWORDS = (b"token", b"bearer")
 
 
-def user_for_raw_token(raw: str):
-    """The active user owning this raw key, or None."""
-    token = ApiToken.objects.select_related("user").filter(digest=token_digest(raw)).first()
+def user_for_digest(digest: str):
+    """The active user owning the token with this digest, if it exists and has not expired."""
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(digest=digest)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .first()
+    )
     if token is None or not token.user.is_active:
         return None
     return token.user
+
+
+def user_for_raw_token(raw: str):
+    """The active user owning this raw key (unexpired, not revoked), or None."""
+    return user_for_digest(token_digest(raw))
 
 
 class HashedTokenAuthentication(BaseAuthentication):

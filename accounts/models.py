@@ -27,6 +27,8 @@ class ApiToken(models.Model):
     # The first characters, so a user can tell their tokens apart in the admin.
     prefix = models.CharField(max_length=8, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # None: until revoked. Checked on every request (accounts.authentication).
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -35,8 +37,10 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.user})"
 
     @classmethod
-    def issue(cls, *, user, name: str = "") -> tuple[ApiToken, str]:
+    def issue(cls, *, user, name: str = "", expires_at=None) -> tuple[ApiToken, str]:
         """Create a token; returns it with the raw key, which is never stored."""
         raw = secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, digest=token_digest(raw), prefix=raw[:8])
+        token = cls.objects.create(
+            user=user, name=name, digest=token_digest(raw), prefix=raw[:8], expires_at=expires_at
+        )
         return token, raw

@@ -15,12 +15,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 
 from accounts.ws_auth import TokenAuthMiddleware
 from agentbus_site.websocket_urls import websocket_urlpatterns
+from core.body_limit import BodyLimit
 from protocols.asgi import ProtocolRouter
 
 application = ProtocolTypeRouter(
     {
-        # /mcp and /a2a (MCP and A2A, protocols/) beside Django; everything else is Django's.
-        "http": ProtocolRouter(django_asgi_app),
+        # The body limit before Django spools the body (core/body_limit.py); /mcp and /a2a
+        # (MCP and A2A, protocols/) beside Django; everything else is Django's.
+        "http": BodyLimit(ProtocolRouter(django_asgi_app)),
         # Session first (browsers), then an Authorization: Token header overrides it (programs).
         "websocket": AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }

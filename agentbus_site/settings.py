@@ -8,10 +8,12 @@ CHROMA_URL, SECRET_KEY and DEBUG=0.
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 from agentbus_site.env import (
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN)
     "django_prometheus",  # request/response metrics of the web process at /metrics
+    "csp",  # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below)
+    "axes",  # login lock-out on every login path (accounts/lockout.py)
     "accounts",
     "agents",
     "jobs",
@@ -71,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a lock-out into its 429 (accounts/lockout.py)
     "django_prometheus.middleware.PrometheusAfterMiddleware",  # last
 ]
 
@@ -361,5 +367,54 @@ LOGGING = {
         "rq.worker": {"level": env_str("RQ_LOG_LEVEL", "WARNING")},
         # Chroma's client logs every HTTP request it makes at INFO: one line per search.
         "httpx": {"level": env_str("HTTPX_LOG_LEVEL", "WARNING")},
+        # django-axes logs every login at INFO; its warnings (failures, lock-outs) stay.
+        "axes": {"level": env_str("AXES_LOG_LEVEL", "WARNING")},
     },
 }
+
+# --- hardening (docs/readme/security.md) ---------------------------------------------------
+# The JSON policy (core/json_policy.py): nesting depth of any body or JSON query value.
+AGENTBUS_JSON_MAX_DEPTH = env_int("AGENTBUS_JSON_MAX_DEPTH", 64, minimum=2)
+# Tokens: live ones per user; websockets re-check credentials and access this often (s).
+AGENTBUS_MAX_TOKENS_PER_USER = env_int("AGENTBUS_MAX_TOKENS_PER_USER", 100, minimum=1)
+AGENTBUS_WS_RECHECK_INTERVAL = env_float("AGENTBUS_WS_RECHECK_INTERVAL", 30.0, minimum=0.1)
+# Login lock-out (django-axes, accounts/lockout.py): failures per username and per client.
+AUTHENTICATION_BACKENDS = ["accounts.lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AGENTBUS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("AGENTBUS_LOGIN_COOLOFF", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a row per successful login is not needed
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_VERBOSE = False
+# Content-Security-Policy (django-csp) on every page: scripts only from this site or with
+# the response's nonce (templates: nonce="{{ request.csp_nonce }}"), no inline handlers,
+# no framing, no plugins. Inline style attributes stay allowed (the dashboard's SVG uses them).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Channel-layer messages are signed (core/live_signing.py); default: from SECRET_KEY.
+AGENTBUS_LIVE_SIGNING_KEY = env_str("AGENTBUS_LIVE_SIGNING_KEY", "")
+# A signed live message older than this (seconds) is a replay and dropped.
+AGENTBUS_LIVE_MAX_AGE = env_float("AGENTBUS_LIVE_MAX_AGE", 120.0, minimum=1.0)
+# Bounds on memory writes (memory/bounds.py).
+AGENTBUS_MEMORY_MAX_REQUEST_CHARS = env_int("AGENTBUS_MEMORY_MAX_REQUEST_CHARS", 100_000, minimum=1)
+AGENTBUS_MEMORY_MAX_PER_USER = env_int("AGENTBUS_MEMORY_MAX_PER_USER", 100_000, minimum=1)
+AGENTBUS_MEMORY_WRITE_RATE = env_rate("AGENTBUS_MEMORY_WRITE_RATE", "120/min")
+# Open websockets per user (across replicas, counted in Redis) and frames queued per socket
+# before a reader too slow to keep up is dropped (close 4408); agentbus_site/ws_guard.py.
+AGENTBUS_WS_MAX_PER_USER = env_int("AGENTBUS_WS_MAX_PER_USER", 20, minimum=1)
+AGENTBUS_WS_SEND_QUEUE = env_int("AGENTBUS_WS_SEND_QUEUE", 1000, minimum=1)
+# A review claim older than this (seconds) no longer binds others; 0: never (jobs/review_claims.py).
+AGENTBUS_REVIEW_CLAIM_TTL = env_int("AGENTBUS_REVIEW_CLAIM_TTL", 3600, minimum=0)

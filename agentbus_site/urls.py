@@ -8,6 +8,7 @@ from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
+from accounts.token_views import TokenListView, TokenRevokeView
 from accounts.views import TokenObtainView
 from agents.views import AgentListView
 from core.openapi import DocsView, SchemaView
@@ -23,6 +24,8 @@ UUID = r"(?P<job_id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="app-jobs", permanent=False)),
     re_path(r"^auth/token/?$", TokenObtainView.as_view(), name="auth-token"),
+    re_path(r"^auth/tokens/?$", TokenListView.as_view(), name="auth-tokens"),
+    re_path(r"^auth/tokens/(?P<token_id>[0-9]{1,18})/?$", TokenRevokeView.as_view(), name="auth-token-revoke"),
     re_path(r"^jobs/?$", JobListView.as_view(), name="job-list"),
     re_path(rf"^jobs/{UUID}/?$", JobDetailView.as_view(), name="job-detail"),
     re_path(rf"^jobs/{UUID}/results/?$", JobResultsView.as_view(), name="job-results"),

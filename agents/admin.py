@@ -15,7 +15,7 @@ class AgentDefinitionAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "kind", "description", "enabled")}),
         ("Routing and policy", {"fields": ("queue", "timeout", "max_attempts", "retry_backoff", "concurrency")}),
         ("Circuit breaker", {"fields": ("breaker_fail_max", "breaker_reset_timeout")}),
-        ("HTTP agent", {"fields": ("url", "secret")}),
+        ("HTTP agent", {"fields": ("url", "secret", "reply_secret")}),
         ("MCP server / A2A agent", {"fields": ("auth_header", "allowed_tools")}),
         ("LLM agent", {"fields": ("model", "base_url", "api_key", "system_prompt", "max_tokens")}),
         ("History", {"fields": ("created_by", "created_at", "updated_at")}),

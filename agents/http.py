@@ -5,10 +5,13 @@ The request body is JSON::
     {"task": {"id", "key", "attempt"}, "job": {"id", "requirements"},
      "input": {...}, "upstream": {key: output}, "human": {...}}
 
-with ``X-Agentbus-Timestamp`` (unix seconds) and
-``X-Agentbus-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" keyed by the
-agent's secret>``; a receiver checks both and refuses a stale timestamp, so a captured
-request cannot be replayed later. The endpoint answers ``{"output": ...}`` (optionally
+with ``X-Agentbus-Timestamp`` (unix seconds) and two signatures keyed by the agent's
+secret: v1 ``X-Agentbus-Signature: sha256=HMAC("<timestamp>.<body>")``, kept for existing
+receivers, and v2 ``X-Agentbus-Signature-V2`` over the method, URL, agent name
+(``X-Agentbus-Agent``), timestamp, a nonce (``X-Agentbus-Nonce``) and the body, so a
+receiver that remembers nonces refuses a replay and a request meant for another agent or
+URL (examples/http_agent.py does). With a ``reply_secret`` the agent must sign its reply
+(``X-Agentbus-Reply-Signature``, bound to the nonce); an unsigned reply is not trusted. The endpoint answers ``{"output": ...}`` (optionally
 with ``"spawn": [task, ...]`` follow-up tasks), or ``{"ask": {"question", "options"?}}``
 to ask a human. 5xx, 408, 429, timeouts and connection errors are retried; any other
 4xx is the request's fault and fails the task without a retry. Redirects are not
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 
 import httpx
@@ -29,6 +33,10 @@ from agents.registry import AgentSpec, NonRetryableError
 from core.tracing import http_span
 
 SIGNATURE_HEADER = "X-Agentbus-Signature"
+SIGNATURE_V2_HEADER = "X-Agentbus-Signature-V2"
+AGENT_HEADER = "X-Agentbus-Agent"
+NONCE_HEADER = "X-Agentbus-Nonce"
+REPLY_SIGNATURE_HEADER = "X-Agentbus-Reply-Signature"
 TIMESTAMP_HEADER = "X-Agentbus-Timestamp"
 RETRYABLE_4XX = (408, 425, 429)
 
@@ -59,6 +67,24 @@ def http_signature_valid(
     return age <= max_age and hmac.compare_digest(http_signature(secret, timestamp, body), signature or "")
 
 
+def http_signature_v2(
+    secret: str, *, method: str, url: str, agent: str, timestamp: str, nonce: str, body: bytes
+) -> str:
+    """Signature v2: the method, URL, agent name, timestamp and a nonce are under the HMAC
+    beside the body, so a captured request is good for that agent at that URL once only
+    (the receiver keeps the nonces it saw within the age limit)."""
+    signed = f"v2\n{method.upper()}\n{url}\n{agent}\n{timestamp}\n{nonce}\n".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def http_reply_signature(secret: str, *, nonce: str, status: int, body: bytes) -> str:
+    """What an agent with a reply secret sends as X-Agentbus-Reply-Signature: the HMAC of
+    the request's nonce, the status and the reply body, so a reply cannot be forged nor
+    replayed for another request."""
+    signed = f"v2-reply\n{nonce}\n{status}\n".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
 def http_request_body(ctx) -> dict:
     return {
         "task": {"id": ctx.task_id, "key": ctx.task_key, "attempt": ctx.attempt},
@@ -72,13 +98,21 @@ def http_request_body(ctx) -> dict:
 def http_agent_run(spec: AgentSpec, ctx):
     body = json.dumps(http_request_body(ctx), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
+    nonce = secrets.token_hex(16)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "agentbus-worker",
         TIMESTAMP_HEADER: timestamp,
+        # v1 stays for receivers written against it; v2 is what examples/http_agent.py checks.
         SIGNATURE_HEADER: http_signature(spec.secret, timestamp, body),
+        AGENT_HEADER: spec.name,
+        NONCE_HEADER: nonce,
+        SIGNATURE_V2_HEADER: http_signature_v2(
+            spec.secret, method="POST", url=spec.url, agent=spec.name, timestamp=timestamp, nonce=nonce, body=body
+        ),
     }
-    reply = breaker_for(spec).call(_post, spec.url, body, headers, spec.timeout)
+    reply_check = (spec.reply_secret, nonce) if spec.reply_secret else None
+    reply = breaker_for(spec).call(_post, spec.url, body, headers, spec.timeout, reply_check)
     if "ask" in reply:
         ask = reply["ask"]
         if not isinstance(ask, dict) or not isinstance(ask.get("question"), str):
@@ -114,7 +148,7 @@ def _http_client() -> httpx.Client:
     return _client
 
 
-def _post(url: str, body: bytes, headers: dict, timeout: float) -> dict:
+def _post(url: str, body: bytes, headers: dict, timeout: float, reply_check: tuple[str, str] | None = None) -> dict:
     try:
         with http_span(url, headers) as record_status:  # adds traceparent to headers when tracing
             response = _http_client().post(url, content=body, headers=headers, timeout=timeout)
@@ -124,6 +158,12 @@ def _post(url: str, body: bytes, headers: dict, timeout: float) -> dict:
     except httpx.HTTPError as exc:
         raise HttpAgentError(f"cannot reach {url}: {exc}") from exc
     text = response.text[:500]
+    if reply_check is not None:
+        reply_secret, nonce = reply_check
+        expected = http_reply_signature(reply_secret, nonce=nonce, status=response.status_code, body=response.content)
+        if not hmac.compare_digest(expected, response.headers.get(REPLY_SIGNATURE_HEADER, "")):
+            # Someone between us and the agent, or a misconfigured agent: retry, never trust it.
+            raise HttpAgentError(f"the reply from {url} has no valid {REPLY_SIGNATURE_HEADER}")
     if response.status_code >= 500 or response.status_code in RETRYABLE_4XX:
         raise HttpAgentError(f"HTTP {response.status_code} from {url}: {text}")
     if response.status_code >= 300:

@@ -49,6 +49,9 @@ class AgentDefinition(models.Model):
         max_length=1000, blank=True, help_text='Sent with every call, e.g. "Authorization: Bearer <token>".'
     )
     allowed_tools = models.JSONField(default=list, blank=True, help_text="MCP: the tools tasks may call.")
+    reply_secret = models.CharField(
+        max_length=200, blank=True, help_text="If set, the agent must sign its replies with it (signature v2)."
+    )
     # LLM agents; empty values fall back to AGENTBUS_LLM_*.
     model = models.CharField(max_length=200, blank=True)
     base_url = models.URLField(max_length=500, blank=True)

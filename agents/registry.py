@@ -55,6 +55,8 @@ class AgentSpec:
     # HTTP agents: where the worker POSTs, and the HMAC key of the signature.
     url: str = ""
     secret: str = field(default="", repr=False)
+    # If set, the agent's replies must carry a v2 reply signature under this key.
+    reply_secret: str = field(default="", repr=False)
     # MCP servers and A2A agents (agents.mcp, agents.a2a): a header sent with each call,
     # and the MCP tools tasks may call.
     auth_header: str = field(default="", repr=False)
@@ -169,7 +171,7 @@ def agents_load() -> None:
 # Fields an HTTP or LLM agent may set in the settings file or the database.
 CONFIG_FIELDS = (
     "queue", "timeout", "max_attempts", "description", "retry_backoff", "concurrency",
-    "breaker_fail_max", "breaker_reset_timeout", "url", "secret", "model", "base_url",
+    "breaker_fail_max", "breaker_reset_timeout", "url", "secret", "reply_secret", "model", "base_url",
     "api_key", "system_prompt", "max_tokens", "auth_header", "allowed_tools",
 )  # fmt: skip
 
@@ -193,7 +195,7 @@ def agents_from_file(path: str) -> list[AgentSpec]:
     for i, item in enumerate(items):
         item = dict(item) if isinstance(item, dict) else item
         if isinstance(item, dict):
-            for key in ("secret", "api_key", "auth_header"):
+            for key in ("secret", "reply_secret", "api_key", "auth_header"):
                 env_name = item.pop(f"{key}_env", None)
                 if env_name:
                     item[key] = os.environ.get(env_name, "")
@@ -206,7 +208,8 @@ def agents_from_file(path: str) -> list[AgentSpec]:
 
 def agent_spec_from_config(data: dict, *, source: str) -> AgentSpec:
     values = {k: data[k] for k in CONFIG_FIELDS if k in data and data[k] is not None}
-    for text_field in ("url", "secret", "model", "base_url", "api_key", "system_prompt", "description", "auth_header"):
+    text_fields = ("url", "secret", "reply_secret", "model", "base_url", "api_key", "system_prompt", "description")
+    for text_field in (*text_fields, "auth_header"):
         values[text_field] = values.get(text_field) or ""
     values["allowed_tools"] = tuple(values.get("allowed_tools") or ())
     return AgentSpec(name=data["name"], kind=data["kind"], source=source, **values)

@@ -34,6 +34,7 @@ class AgentConfigSerializer(serializers.Serializer):
     breaker_reset_timeout = StrictIntegerField(min_value=1, max_value=24 * 3600, required=False, default=30)
     url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
     secret = StrictCharField(max_length=200, required=False, allow_blank=True, default="", write_only=True)
+    reply_secret = StrictCharField(max_length=200, required=False, allow_blank=True, default="", write_only=True)
     model = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     base_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
     api_key = StrictCharField(max_length=500, required=False, allow_blank=True, default="", write_only=True)

@@ -16,6 +16,8 @@ import logging
 import os
 import threading
 
+from core.live_signing import live_sign
+
 logger = logging.getLogger(__name__)
 
 # A burst beyond this (the channel layer down, say) is dropped, not buffered forever.
@@ -76,7 +78,7 @@ def group_send_nowait(group: str, message: dict) -> None:
             if _sender is None or _sender.pid != os.getpid():
                 _sender = _Sender()
             sender = _sender
-    sender.send(group, message)
+    sender.send(group, live_sign(message))  # consumers verify it (live_signing)
 
 
 def flush(timeout: float = 2.0) -> bool:

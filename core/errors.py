@@ -52,6 +52,10 @@ class Forbidden(ApplicationError):
     """The caller may not do this at all (staff only)."""
 
 
+class TooLarge(ApplicationError):
+    """The request asks for more work at once than the server takes (a memory batch)."""
+
+
 class Unavailable(ApplicationError):
     """A service this request needs is down (an embeddings endpoint); try again later."""
 
@@ -63,6 +67,7 @@ HTTP_STATUS = {
     Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
     QuotaExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
     Forbidden: status.HTTP_403_FORBIDDEN,
+    TooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     ApplicationError: status.HTTP_400_BAD_REQUEST,
 }
@@ -125,4 +130,5 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
     code = getattr(getattr(exc, "detail", None), "code", None) or getattr(exc, "default_code", "error")
     headers = {k: v for k, v in response.headers.items() if k in ("Retry-After", "WWW-Authenticate", "Allow")}
-    return error_response(code, str(detail), response.status_code, headers=headers)
+    # A parser's error may name the refused field (core.parsers.JSONPolicyParseError).
+    return error_response(code, str(detail), response.status_code, getattr(exc, "fields", None), headers=headers)

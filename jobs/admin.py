@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.errors import ApplicationError
+from jobs.admin_permissions import OperatePermission
 from jobs.models import Job, JobEvent, Task
 from jobs.services import job_cancel, job_requeue, job_retry_failed
 
@@ -63,24 +64,28 @@ def _run_on_each(modeladmin, request, queryset, service, done: str) -> None:
         modeladmin.message_user(request, line, messages.WARNING)
 
 
-@admin.action(description="Cancel selected jobs (stops running tasks)")
+@admin.action(
+    description="Cancel selected jobs (stops running tasks)", permissions=["operate"]
+)  # needs the change permission
 def cancel_jobs(modeladmin, request, queryset):
     _run_on_each(modeladmin, request, queryset, job_cancel, "Cancelled")
 
 
-@admin.action(description="Retry failed tasks of selected jobs")
+@admin.action(description="Retry failed tasks of selected jobs", permissions=["operate"])
 def retry_failed_tasks(modeladmin, request, queryset):
     _run_on_each(modeladmin, request, queryset, job_retry_failed, "Retrying")
 
 
-@admin.action(description="Requeue: resend queued tasks and run due retries now")
+@admin.action(
+    description="Requeue: resend queued tasks and run due retries now", permissions=["operate"]
+)  # needs the change permission
 def requeue_jobs(modeladmin, request, queryset):
     sent = sum(job_requeue(job=job) for job in queryset)
     modeladmin.message_user(request, f"Requeued {sent} task(s).", messages.SUCCESS)
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(OperatePermission, admin.ModelAdmin):
     list_display = (
         "short_id",
         "requirements_short",
@@ -131,14 +136,14 @@ class JobAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">open the job page</a>', reverse("app-job", kwargs={"job_id": job.id}))
 
 
-@admin.action(description="Requeue the jobs of selected tasks")
+@admin.action(description="Requeue the jobs of selected tasks", permissions=["operate"])
 def requeue_task_jobs(modeladmin, request, queryset):
     jobs = Job.objects.filter(id__in=queryset.values("job_id"))
     requeue_jobs(modeladmin, request, jobs)
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(OperatePermission, admin.ModelAdmin):
     list_display = (
         "key",
         "job_link",

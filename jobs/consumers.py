@@ -23,6 +23,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
+from accounts.ws_guard import CredentialRecheck
+from core.live_signing import live_verified
 from jobs.events import STAFF_JOBS_GROUP, job_group, user_jobs_group
 from jobs.models import JOB_TERMINAL, Job
 from jobs.selectors import job_events, job_get
@@ -78,7 +80,7 @@ def _authenticated(scope) -> bool:
     return bool(user is not None and user.is_authenticated)
 
 
-class JobEventsConsumer(AsyncWebsocketConsumer):
+class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
     """``/ws/jobs/{id}?after=N``: the job's events after N, then live, each exactly once.
 
     1. Join the job's group before reading the log, so an event committed after the
@@ -118,13 +120,19 @@ class JobEventsConsumer(AsyncWebsocketConsumer):
         async with self.lock:
             await self._send_from_log()
         self.watchdog = asyncio.create_task(self._resync_periodically())
+        await self.recheck_start()  # credentials and access, while open (ws_guard)
+
+    async def access_still_granted(self, user) -> bool:
+        return await _job_for(user, self.job_id) is not None
 
     async def disconnect(self, code) -> None:
+        await self.recheck_stop()
         if self.watchdog is not None:
             self.watchdog.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    @live_verified
     async def job_events(self, message: dict) -> None:
         async with self.lock:
             for event in message["events"]:
@@ -133,8 +141,9 @@ class JobEventsConsumer(AsyncWebsocketConsumer):
                     continue
                 if seq > self.last_sent + 1:
                     await self._send_from_log()  # fills the gap, and usually this event too
-                    if seq <= self.last_sent:
-                        continue
+                    # Not in the log: only what the log holds moves last_sent, so a bogus
+                    # seq cannot make the real events that follow look like duplicates.
+                    continue
                 await self._send(event)
 
     async def _send_from_log(self) -> None:
@@ -172,7 +181,7 @@ class JobEventsConsumer(AsyncWebsocketConsumer):
             await self.close()
 
 
-class JobListConsumer(AsyncWebsocketConsumer):
+class JobListConsumer(CredentialRecheck, AsyncWebsocketConsumer):
     """``/ws/jobs``: status changes of the caller's jobs (every job, for staff).
 
     Each message is a ``job.status`` or ``task.status`` event, carrying its ``job`` and
@@ -190,11 +199,17 @@ class JobListConsumer(AsyncWebsocketConsumer):
         self.group = STAFF_JOBS_GROUP if user.is_staff else user_jobs_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        await self.recheck_start()
+
+    async def access_still_granted(self, user) -> bool:
+        return user.is_staff or self.group != STAFF_JOBS_GROUP  # a demoted staff member
 
     async def disconnect(self, code) -> None:
+        await self.recheck_stop()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    @live_verified
     async def jobs_changed(self, message: dict) -> None:
         for event in message["events"]:
             await self.send(text_data=json.dumps(event))

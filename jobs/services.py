@@ -16,6 +16,7 @@ from jobs import lifecycle
 from jobs.budgets import budget_fields
 from jobs.models import JOB_ACTIVE, Job
 from jobs.plans import plan_validate
+from jobs.reviews.gate_policy import gates_authorize
 
 
 def request_digest(spec: dict) -> str:
@@ -55,6 +56,8 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         )
     # Without a plan, the planner agent makes one as the job's first task (jobs.planner).
     tasks = plan_validate(plan) if plan is not None else None
+    if plan is not None:
+        gates_authorize(owner=owner, plan=plan)
     budget = budget_fields(spec.get("budget"), tasks=tasks)
 
     try:

@@ -48,7 +48,9 @@ def namespace_access(*, user, namespace: str) -> NamespaceAccess | None:
         .filter(Q(user=user) | Q(group__in=user.groups.all()))
         .values_list("can_write", flat=True)
     )
-    return NamespaceAccess(readable=bool(grants), writable=any(grants))
+    if not grants:
+        return None  # not granted: like a name nobody shares (see memory_scope)
+    return NamespaceAccess(readable=True, writable=any(grants))
 
 
 def shared_namespaces_readable(user) -> list[str]:
@@ -90,11 +92,12 @@ class Scope:
 
 
 def memory_scope(*, user, namespace: str | None = None) -> Scope:
-    """The caller's scope; a shared namespace they were not granted is a 404."""
+    """The caller's scope. A shared namespace they were not granted answers exactly like
+    a name that is not shared (their own private namespace of that name), so nobody can
+    learn which shared namespaces exist by asking (a 404 used to tell them)."""
     shared = shared_namespaces_readable(user)
-    if namespace is not None and namespace not in shared and MemoryNamespace.objects.filter(name=namespace).exists():
-        if not user.is_staff:
-            raise Http404("No such namespace.")
+    staff_reads_it = user.is_staff and MemoryNamespace.objects.filter(name=namespace).exists()
+    if namespace is not None and namespace not in shared and staff_reads_it:
         shared = [*shared, namespace]
     return Scope(user_id=user.pk, shared=shared, namespace=namespace)
 

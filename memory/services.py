@@ -22,8 +22,10 @@ from django.http import Http404
 from django.utils import timezone
 
 from core.errors import ApplicationError, Forbidden, NotFound
+from memory.bounds import quota_check
 from memory.chroma import ChromaUnavailable, chroma_delete, chroma_reset, chroma_upsert
 from memory.embeddings import embed
+from memory.metadata_policy import metadata_check, metadata_problems
 from memory.models import (
     DEFAULT_NAMESPACE,
     NAMESPACE_PATTERN,
@@ -80,9 +82,11 @@ def memory_store_many(*, owner, items: list[NewMemory]) -> list[Memory]:
             f"At most {settings.AGENTBUS_MEMORY_MAX_BATCH} memories per batch.",
             fields={"memories": [f"at most {settings.AGENTBUS_MEMORY_MAX_BATCH} items"]},
         )
+    quota_check(owner=owner, adding=len(items))  # memory/bounds.py
     now = timezone.now()
     shared: dict[str, bool] = {}
     for index, item in enumerate(items):
+        metadata_check(item.metadata, field="metadata" if len(items) == 1 else f"memories[{index}].metadata")
         if item.namespace not in shared:
             field = "namespace" if len(items) == 1 else f"memories[{index}].namespace"
             shared[item.namespace] = _namespace_resolve(user=owner, namespace=item.namespace, field=field)
@@ -131,6 +135,7 @@ def memory_update(
         if text is not _UNSET:
             locked.text = text
         if metadata is not _UNSET:
+            metadata_check(metadata)
             locked.metadata = metadata
         if namespace is not _UNSET and namespace != locked.namespace:
             locked.shared = _namespace_resolve(user=actor, namespace=namespace)
@@ -206,14 +211,16 @@ def chroma_metadata(memory: Memory) -> dict:
     return meta
 
 
-def memory_index(*, ids: list) -> int:
+def memory_index(*, ids: list, skipped: list | None = None) -> int:
     """Make Chroma reflect these rows as they are now; returns how many were indexed.
 
     1. Load the rows (any state); deleted ones are removed from Chroma, live ones are
        embedded in one batch and upserted (expired ones too: search filters them out,
        and a later TTL extension needs the vector back).
     2. Mark each row indexed only if its version did not change meanwhile.
-    A Chroma failure is logged and leaves the rows marked for the next pass.
+    A Chroma failure is logged and leaves the rows marked for the next pass. A row whose
+    metadata Chroma would refuse (stored before memory.metadata_policy checked it) is
+    left out, logged and appended to ``skipped``, so one bad row cannot stop the batch.
     """
     rows = list(
         Memory.objects.filter(id__in=ids).only(
@@ -222,6 +229,12 @@ def memory_index(*, ids: list) -> int:
     )
     if not rows:
         return 0
+    bad = [m for m in rows if m.deleted_at is None and metadata_problems(m.metadata)]
+    if bad:
+        logger.warning("skipped %d memories whose metadata chroma cannot store: %s", len(bad), [str(m.id) for m in bad])
+        if skipped is not None:
+            skipped.extend(m.id for m in bad)
+        rows = [m for m in rows if m not in bad]
     live = [m for m in rows if m.deleted_at is None]
     gone = [m for m in rows if m.deleted_at is not None]
     try:
@@ -252,31 +265,35 @@ def _index_then_repair(ids: list) -> None:
             logger.info("re-indexed %d memories that chroma had missed", repaired)
 
 
-def memory_index_pending(*, limit: int = 10_000) -> int:
-    """The repair pass: index every row Chroma does not reflect yet, oldest first."""
+def memory_index_pending(*, limit: int = 10_000, skipped: list | None = None) -> int:
+    """The repair pass: index every row Chroma does not reflect yet, oldest first; rows
+    that cannot be indexed are skipped (and listed in ``skipped``), not retried in a loop."""
     total = 0
+    skipped = [] if skipped is None else skipped
     while total < limit:
         ids = list(
             Memory.objects.filter(indexed_at__isnull=True)
+            .exclude(id__in=skipped)
             .order_by("updated_at")
             .values_list("id", flat=True)[:INDEX_BATCH]
         )
         if not ids:
             break
-        indexed = memory_index(ids=ids)
+        before = len(skipped)
+        indexed = memory_index(ids=ids, skipped=skipped)
         total += indexed
-        if indexed == 0:  # Chroma is down or every row changed under us; try again later
+        if indexed == 0 and len(skipped) == before:  # Chroma is down or every row changed under us; try again later
             break
     return total
 
 
-def memory_reindex_all() -> int:
+def memory_reindex_all(*, skipped: list | None = None) -> int:
     """Rebuild the Chroma collection from PostgreSQL (after its data was lost, or a
     change of embedding model): drop it, mark every live row, index them all."""
     chroma_reset()
     Memory.objects.filter(deleted_at__isnull=True).update(indexed_at=None)
     Memory.objects.filter(deleted_at__isnull=False, indexed_at__isnull=True).update(indexed_at=timezone.now())
-    return memory_index_pending(limit=10**9)
+    return memory_index_pending(limit=10**9, skipped=skipped)
 
 
 # --- jobs that asked to be remembered ------------------------------------------------------

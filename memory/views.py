@@ -3,7 +3,6 @@ selector, and serializes the answer."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from django.conf import settings
@@ -22,7 +21,9 @@ from rest_framework.views import APIView
 
 from core.errors import ApplicationError
 from core.fields import BoundedJSONObjectField, StrictCharField, StrictIntegerField
+from core.json_policy import JSONPolicyError, json_loads
 from core.openapi import page_of
+from memory.bounds import MemoryWriteThrottle, request_text_check
 from memory.models import DEFAULT_NAMESPACE
 from memory.selectors import (
     SEARCH_MODES,
@@ -93,6 +94,8 @@ def _new_memory(data: dict) -> NewMemory:
 class MemoryStoreView(APIView):
     """POST /memory/store: remember one text; answers 201 {"id"}."""
 
+    throttle_classes = [*APIView.throttle_classes, MemoryWriteThrottle]  # memory/bounds.py
+
     @extend_schema(
         operation_id="memory_store",
         summary="Remember a text",
@@ -118,6 +121,8 @@ class MemoryStoreView(APIView):
 class MemoryBatchStoreView(APIView):
     """POST /memory/batch: {"memories": [{text, namespace?, metadata?, ttl?}, ...]};
     all are stored or none; answers 201 {"ids"} in the same order."""
+
+    throttle_classes = [*APIView.throttle_classes, MemoryWriteThrottle]  # memory/bounds.py
 
     class InputSerializer(serializers.Serializer):
         memories = serializers.ListField(
@@ -145,6 +150,8 @@ class MemoryBatchStoreView(APIView):
     def post(self, request):
         data = self.InputSerializer(data=_json_object(request))
         data.is_valid(raise_exception=True)
+        # Embedding runs in this request: its cost is capped by the text it carries.
+        request_text_check(texts=[m["text"] for m in data.validated_data["memories"]], field="memories")
         memories = memory_store_many(
             owner=request.user, items=[_new_memory(item) for item in data.validated_data["memories"]]
         )
@@ -159,7 +166,9 @@ def _metadata_filters(params) -> dict:
     raw = params.get("filter")
     if raw is not None:
         try:
-            parsed = json.loads(raw)
+            parsed = json_loads(raw, root="filter")
+        except JSONPolicyError as exc:
+            raise ApplicationError(f"JSON refused: {exc}", fields={exc.path: [exc.message]}) from None
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
@@ -169,7 +178,9 @@ def _metadata_filters(params) -> dict:
         if name.startswith("metadata."):
             key = name.removeprefix("metadata.")
             try:
-                filters[key] = json.loads(value)
+                filters[key] = json_loads(value, root=name)
+            except JSONPolicyError as exc:
+                raise ApplicationError(f"JSON refused: {exc}", fields={exc.path: [exc.message]}) from None
             except ValueError:
                 filters[key] = value
     for key, value in filters.items():

@@ -7,6 +7,7 @@ import time
 from django.db import connection
 from django.http import JsonResponse
 
+from accounts.authentication import user_for_raw_token
 from core.redis import redis_client
 from memory.chroma import chroma_heartbeat
 
@@ -43,4 +44,19 @@ def readyz(request) -> JsonResponse:
         "chroma": _check(chroma_heartbeat),
     }
     ready = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    body: dict = {"status": "ok" if ready else "unavailable"}
+    # Which dependency failed, and its error text, are for operators only.
+    if _is_staff(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def _is_staff(request) -> bool:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return user.is_staff
+    parts = request.headers.get("Authorization", "").split()
+    if len(parts) == 2 and parts[0].lower() in ("token", "bearer"):
+        user = user_for_raw_token(parts[1])
+        return bool(user and user.is_staff)
+    return False

@@ -92,10 +92,15 @@ metrics_collector_register("circuits", _circuits)
 
 
 def metrics_view(request) -> HttpResponse:
-    """GET /metrics for Prometheus. Open by default, like most exporters (keep it on a
-    private network); with AGENTBUS_METRICS_TOKEN set, scrapers must send it as
-    ``Authorization: Bearer <token>``."""
+    """GET /metrics for Prometheus. Scrapers send AGENTBUS_METRICS_TOKEN as
+    ``Authorization: Bearer <token>``; without a token configured it is open only with
+    DEBUG on (a laptop), since the figures describe every user's work."""
     expected = settings.AGENTBUS_METRICS_TOKEN
+    if not expected and not settings.DEBUG:
+        return JsonResponse(
+            {"error": "not_configured", "detail": "Set AGENTBUS_METRICS_TOKEN to scrape /metrics with DEBUG off."},
+            status=403,
+        )
     if expected:
         given = request.headers.get("Authorization", "")
         if not constant_time_compare(given, f"Bearer {expected}"):

@@ -20,6 +20,10 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 # the API rate limits out of the way; tests/security sets its own to test them.
 os.environ.setdefault("THROTTLE_USER_RATE", "100000/min")
 os.environ.setdefault("THROTTLE_ANON_RATE", "100000/min")
+# Every test logs in from 127.0.0.1: keep the login lock-out out of the way likewise;
+# tests/security/test_login_throttle.py sets its own.
+os.environ.setdefault("AGENTBUS_LOGIN_FAILURE_LIMIT", "100000")
+os.environ.setdefault("AGENTBUS_MEMORY_WRITE_RATE", "100000/min")
 os.environ.setdefault("AGENTBUS_AGENT_MODULES", "tests.agents,tests.hitl.agents,tests.workers.agents")
 # The planner and LLM test agents run on their own queues, served by a worker that
 # tests/workers starts with the scripted LLM's URL (the shared worker serves "default").

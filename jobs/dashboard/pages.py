@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from agents.registry import agents_all
 from core.errors import ApplicationError, flatten_errors
+from core.json_policy import JSONPolicyError, json_loads
 from jobs.dashboard.event_log import job_event_log
 from jobs.dashboard.graph import job_graph
 from jobs.dashboard.selectors import (
@@ -204,7 +205,9 @@ def job_new_page(request: HttpRequest) -> HttpResponse:
             errors["priority"] = ["must be a whole number"]
         if form["plan"].strip():
             try:
-                body["plan"] = json.loads(form["plan"])
+                body["plan"] = json_loads(form["plan"], root="plan")
+            except JSONPolicyError as exc:
+                errors["plan"] = [f"{exc.path}: {exc.message}"]
             except json.JSONDecodeError as exc:
                 errors["plan"] = [f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
         if not errors:

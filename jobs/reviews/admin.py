@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.errors import ApplicationError
+from jobs.admin_permissions import OperatePermission
 from jobs.models import Review, ReviewAction, ReviewStatus
 from jobs.reviews.decisions import review_decide
 
@@ -48,18 +49,18 @@ def _decide_each(modeladmin, request, queryset, decision: str) -> None:
         modeladmin.message_user(request, line, messages.WARNING)
 
 
-@admin.action(description="Approve selected pending reviews")
+@admin.action(description="Approve selected pending reviews", permissions=["operate"])
 def approve_reviews(modeladmin, request, queryset):
     _decide_each(modeladmin, request, queryset, "approve")
 
 
-@admin.action(description="Reject selected pending reviews")
+@admin.action(description="Reject selected pending reviews", permissions=["operate"])
 def reject_reviews(modeladmin, request, queryset):
     _decide_each(modeladmin, request, queryset, "reject")
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(OperatePermission, admin.ModelAdmin):
     list_display = (
         "short_id",
         "kind",

@@ -16,12 +16,14 @@ import json
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from accounts.ws_guard import CredentialRecheck
+from core.live_signing import live_verified
 from jobs.reviews.gates import STAFF_REVIEWS_GROUP, review_user_group
 
 CLOSE_UNAUTHENTICATED = 4401
 
 
-class ReviewInboxConsumer(AsyncWebsocketConsumer):
+class ReviewInboxConsumer(CredentialRecheck, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.groups_joined: list[str] = []
         user = self.scope.get("user")
@@ -34,8 +36,13 @@ class ReviewInboxConsumer(AsyncWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        await self.recheck_start()  # credentials and access, while open (ws_guard)
+
+    async def access_still_granted(self, user) -> bool:
+        return user.is_staff or STAFF_REVIEWS_GROUP not in self.groups_joined  # a demoted staff member
 
     async def disconnect(self, code) -> None:
+        await self.recheck_stop()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -44,6 +51,7 @@ class ReviewInboxConsumer(AsyncWebsocketConsumer):
         if text_data == "ping":
             await self.send(text_data="pong")
 
+    @live_verified
     async def review_changed(self, event: dict) -> None:
         # A staff member who is also the owner gets the change twice; one frame is enough.
         key = (event["review"]["id"], event["review"]["status"], event["review"].get("claimed_by"))

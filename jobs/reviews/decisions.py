@@ -49,6 +49,7 @@ from jobs.models import (
     TaskStatus,
 )
 from jobs.plans import PLANNER_TASK_KEY, plan_validate
+from jobs.reviews.claims import claim_expired_q, claim_holds, may_release_q
 from jobs.reviews.gates import gate_options, review_close, reviews_publish_on_commit
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ def review_decide(
                 + (f" ({review.decision} by {review.decided_by or 'the orchestrator'})." if review.decision else "."),
                 code="review_already_decided",
             )
-        if user is not None and review.claimed_by_id and review.claimed_by_id != user.id:
+        # An expired claim no longer binds (jobs.reviews.claims).
+        if user is not None and claim_holds(review) and review.claimed_by_id != user.id:
             raise Conflict(f"{review.claimed_by.username} has claimed this review.", code="review_claimed")
         if decision != ReviewDecision.FAIL and decision not in ALLOWED_DECISIONS[review.kind]:
             allowed = ", ".join(ALLOWED_DECISIONS[review.kind])
@@ -277,8 +279,11 @@ def review_claim(*, review: Review, user) -> Review:
     with transaction.atomic():
         change = lifecycle.review_lock(job_id=review.job_id)
         now = change.now
+        # An expired claim can be taken over (jobs.reviews.claims).
         taken = Review.objects.filter(
-            Q(claimed_by__isnull=True) | Q(claimed_by=user), pk=review.pk, status=ReviewStatus.PENDING
+            Q(claimed_by__isnull=True) | Q(claimed_by=user) | claim_expired_q(),
+            pk=review.pk,
+            status=ReviewStatus.PENDING,
         ).update(claimed_by=user, claimed_at=now)
         current = Review.objects.select_related("claimed_by", "task").get(pk=review.pk)
         if taken != 1:
@@ -307,16 +312,16 @@ def review_claim(*, review: Review, user) -> Review:
 
 
 def review_release(*, review: Review, user) -> Review:
-    """Give a claimed review back; only its holder (or staff) may. 409 otherwise."""
+    """Give a claimed review back: its holder, the job's owner or staff may. 409 otherwise."""
     with transaction.atomic():
         change = lifecycle.review_lock(job_id=review.job_id)
-        holder = Q() if user.is_staff else Q(claimed_by=user)
+        holder = may_release_q(user)  # jobs.reviews.claims
         released = Review.objects.filter(
             holder, pk=review.pk, status=ReviewStatus.PENDING, claimed_by__isnull=False
         ).update(claimed_by=None, claimed_at=None)
         if released != 1:
             raise Conflict(
-                "Only the reviewer who claimed a pending review can release it.",
+                "Only the reviewer who claimed a pending review, the job's owner or staff can release it.",
                 code="review_not_claimed_by_you",
             )
         ReviewAction.objects.create(review=review, actor=user, action="released")

@@ -6,8 +6,6 @@ JavaScript off; the inbox's live updates and the keyboard shortcuts are addition
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
+from core.json_policy import JSONPolicyError, json_loads
 from jobs.models import ReviewDecision, ReviewKind, ReviewStatus
 from jobs.reviews.decisions import review_claim, review_decide, review_release
 from jobs.reviews.gates import review_summary
@@ -102,7 +101,9 @@ def _parse_edit(review, text: str):
     if isinstance(review.proposed, str):
         return text
     try:
-        return json.loads(text)
+        return json_loads(text, root=field)
+    except JSONPolicyError as exc:
+        raise ApplicationError(f"The edited {field}: {exc}", fields={exc.path: [exc.message]}) from exc
     except ValueError as exc:
         raise ApplicationError(
             f"The edited {field} is not valid JSON: {exc}", fields={field: ["not valid JSON"]}

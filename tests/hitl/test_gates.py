@@ -247,6 +247,7 @@ def test_a_claimed_review_can_only_be_decided_by_its_claimant(pipeline, alice):
     editors = Group.objects.create(name="editors")
     carol = client_for(make_user("carol"))
     carol.user.groups.add(editors)
+    alice.user.groups.add(editors)  # a gate goes to a group its submitter belongs to (jobs.reviews.gate_policy)
     job_id = submit(
         alice, {"plan": plan({"key": "draft", "agent": "draft", "review": "after", "gate": {"group": "editors"}})}
     )
@@ -258,7 +259,10 @@ def test_a_claimed_review_can_only_be_decided_by_its_claimant(pipeline, alice):
     conflict = alice.post(f"/reviews/{review.id}/claim")
     assert conflict.status_code == 409 and conflict.json()["error"] == "review_claimed"
     assert decide(alice, review, {"decision": "approve"}, expect=409)["error"] == "review_claimed"
-    assert alice.post(f"/reviews/{review.id}/release").status_code == 409
+    # Another member may not release carol's claim (the job's owner may: test_admin_permissions.py).
+    dave = client_for(make_user("dave"))
+    dave.user.groups.add(editors)
+    assert dave.post(f"/reviews/{review.id}/release").status_code == 409
 
     assert carol.post(f"/reviews/{review.id}/release").json()["claimed_by"] is None
     assert alice.post(f"/reviews/{review.id}/claim").json()["claimed_by"] == "alice"

@@ -69,7 +69,7 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def test_web_metrics_expose_jobs_and_tasks_by_status_and_the_queues(db):
+def test_web_metrics_expose_jobs_and_tasks_by_status_and_the_queues(db, settings):
     owner = make_user("metrics-owner")
     for status in ("succeeded", "succeeded", "failed"):
         Job.objects.create(owner=owner, plan={"tasks": []}, status=status)
@@ -79,7 +79,8 @@ def test_web_metrics_expose_jobs_and_tasks_by_status_and_the_queues(db):
     queue.empty()
     tasks_enqueue([TaskMessage(str(task.id), 1, "default", 30)])
 
-    response = Client().get("/metrics")
+    settings.AGENTBUS_METRICS_TOKEN = "scrape"  # required with DEBUG off
+    response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     text = response.content.decode()

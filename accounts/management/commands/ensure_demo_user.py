@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -13,6 +14,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         User = get_user_model()
+        if not settings.DEBUG:
+            # A known password on a superuser is only for a laptop (`make run` sets DEBUG=1).
+            self.stdout.write("DEBUG is off: no demo user is created; use `createsuperuser`.")
+            return
         if User.objects.exists():
             self.stdout.write("Users exist; log in with yours at /accounts/login/.")
             return

@@ -27,12 +27,19 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         started = time.monotonic()
         try:
-            indexed = memory_index_pending() if options["pending"] else memory_reindex_all()
-            left = Memory.objects.filter(indexed_at__isnull=True).count()
+            skipped: list = []
+            if options["pending"]:
+                indexed = memory_index_pending(skipped=skipped)
+            else:
+                indexed = memory_reindex_all(skipped=skipped)
+            # A row Chroma cannot take is reported and passed over, not a reason to stop.
+            for memory_id in skipped:
+                self.stderr.write(f"skipped memory {memory_id}: its metadata cannot be stored in chroma")
+            left = Memory.objects.filter(indexed_at__isnull=True).exclude(id__in=skipped).count()
             if left:
                 raise CommandError(f"indexed {indexed}, but {left} memories are still not indexed (is Chroma up?)")
             self.stdout.write(
-                f"indexed {indexed} memories in {time.monotonic() - started:.1f}s; the index holds {chroma_count()}"
+                f"indexed {indexed} memories ({len(skipped)} skipped) in {time.monotonic() - started:.1f}s; the index holds {chroma_count()}"
             )
         except ChromaUnavailable as exc:
             raise CommandError(f"chroma is unavailable: {exc}") from exc
