@@ -123,6 +123,10 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
     """/app/jobs/{id}: graph, timeline, tasks and the event log.
     ``?fragment=live`` renders everything but the event log, for the live refresh."""
     job = job_get(user=request.user, job_id=job_id)
+    if job.purged_at is not None:
+        from retention.pages import job_purged_page
+
+        return job_purged_page(request, job)
     tasks_query = job_tasks(job=job)
     lazy_bodies = tasks_query.count() > TASK_BODIES_INLINE
     # A large job's task details load when opened: rendering (and reading) every task's

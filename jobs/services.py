@@ -36,24 +36,7 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         if existing is not None:
             return _replay(existing, digest), False
 
-    plan = spec.get("plan")
-    if plan is None and not settings.AGENTBUS_LLM_BASE_URL:
-        # The planner agent (an LLM) turns requirements into a plan; it is not
-        # configured in this deployment, so an explicit plan is required.
-        raise ApplicationError(
-            "A plan is required: no planner agent is configured to plan from requirements alone.",
-            code="plan_required",
-            fields={"plan": ["required when no planner is configured"]},
-        )
-    if plan is None and not spec.get("requirements", "").strip():
-        raise ApplicationError(
-            "Give requirements for the planner to plan from, or a plan.",
-            code="requirements_required",
-            fields={"requirements": ["required when there is no plan"]},
-        )
-    # Without a plan, the orchestrator has the planner agent make one (orchestration.planner).
-    tasks = plan_validate(plan) if plan is not None else None
-    budget = budget_fields(spec.get("budget"), tasks=tasks)
+    tasks, budget = job_spec_validate(spec=spec)
 
     try:
         with transaction.atomic():
@@ -74,6 +57,10 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
                 job.id, [NewEvent("job.status", status=JobStatus.SUBMITTED, data={"tasks": len(tasks or ())})]
             )
             job.last_seq = event.seq
+            if spec.get("notify"):
+                from webhooks.services import job_notify_create
+
+                job_notify_create(job=job, notify=spec["notify"])
             orchestrator_notify(job.id)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race.
@@ -82,6 +69,31 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         existing = Job.objects.get(owner=owner, idempotency_key=idempotency_key)
         return _replay(existing, digest), False
     return job, True
+
+
+def job_spec_validate(*, spec: dict, prefix: str = "") -> tuple[list[dict] | None, dict]:
+    """The checks of a submission beyond its shape (plan, planner, budget), shared by
+    job_submit and by schedules, whose job template must pass them when it is saved.
+    Returns the plan's tasks (None: the planner plans) and the budget's Job columns;
+    ``prefix`` puts the error paths under a field of a bigger body (``"job."``)."""
+    plan = spec.get("plan")
+    if plan is None and not settings.AGENTBUS_LLM_BASE_URL:
+        # The planner agent (an LLM) turns requirements into a plan; it is not
+        # configured in this deployment, so an explicit plan is required.
+        raise ApplicationError(
+            "A plan is required: no planner agent is configured to plan from requirements alone.",
+            code="plan_required",
+            fields={f"{prefix}plan": ["required when no planner is configured"]},
+        )
+    if plan is None and not spec.get("requirements", "").strip():
+        raise ApplicationError(
+            "Give requirements for the planner to plan from, or a plan.",
+            code="requirements_required",
+            fields={f"{prefix}requirements": ["required when there is no plan"]},
+        )
+    # Without a plan, the orchestrator has the planner agent make one (orchestration.planner).
+    tasks = plan_validate(plan, prefix=f"{prefix}plan") if plan is not None else None
+    return tasks, budget_fields(spec.get("budget"), tasks=tasks)
 
 
 def _check_active_jobs_quota(owner) -> None:
@@ -173,6 +185,12 @@ def job_retry_failed(*, job: Job) -> Job:
 
     with transaction.atomic():
         locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.purged_at is not None:
+            raise ApplicationError(
+                "The job's inputs and outputs were purged (retention); it cannot run again.",
+                code="job_purged",
+                status_code=status.HTTP_410_GONE,
+            )
         if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise ApplicationError(
                 f"Only a failed or cancelled job can be retried; this one is {locked.status}.",

@@ -29,6 +29,8 @@ from jobs.fields import (
 from jobs.models import JobStatus
 from jobs.selectors import job_artifacts, job_events, job_get, job_list, job_tasks
 from jobs.services import job_cancel, job_submit
+from retention.views import job_purged_response
+from webhooks.serializers import NotifyInputSerializer
 
 
 class BudgetInputSerializer(serializers.Serializer):
@@ -178,6 +180,8 @@ class JobListView(GenericAPIView):
         # Store the job's final outputs as memories of its owner when it succeeds.
         remember = StrictBooleanField(required=False, default=False)
         budget = BudgetInputSerializer(required=False)
+        # Webhook deliveries of this job's events to one URL (webhooks/).
+        notify = NotifyInputSerializer(required=False)
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=JobStatus.values, required=False)
@@ -277,7 +281,8 @@ class JobDetailView(APIView):
         examples=[OpenApiExample("A running job", value=EXAMPLE_JOB, response_only=True)],
     )
     def get(self, request, job_id):
-        return Response(_job_detail(job_get(user=request.user, job_id=job_id)))
+        job = job_get(user=request.user, job_id=job_id)
+        return job_purged_response(job) or Response(_job_detail(job))
 
 
 class JobResultsView(APIView):
@@ -341,6 +346,8 @@ class JobResultsView(APIView):
     )
     def get(self, request, job_id):
         job = job_get(user=request.user, job_id=job_id)
+        if gone := job_purged_response(job):
+            return gone
         if not job.is_finished:
             raise ApplicationError(
                 f"The job is {job.status}; results are available once it has finished.",
@@ -430,6 +437,8 @@ class JobEventsView(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         job = job_get(user=request.user, job_id=job_id)
+        if gone := job_purged_response(job):
+            return gone
         events = job_events(job=job, **filters.validated_data)
         messages = [e.as_message() for e in events]
         return Response({"job": str(job.id), "last_seq": job.last_seq, "events": messages})

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from agentbus_site.logging import log_context
 from agentbus_site.metrics import metrics_serve
 from agentbus_site.system import orchestrator_heartbeat
+from orchestration.housekeeping import housekeeping_steps
 from orchestration.inbox import inbox_receive
 from orchestration.leader import LeaderLock
 from orchestration.services import job_advance, jobs_needing_attention, tasks_fail_silent, tasks_requeue_lost
@@ -101,6 +102,7 @@ class Command(BaseCommand):
             logger.warning("cannot re-send lost messages yet (%s)", exc)
         found |= tasks_fail_silent() > 0
         found |= self.step_review_deadlines()
+        found |= housekeeping_steps()  # schedules, webhooks, retention (orchestration/housekeeping.py)
         return found
 
     def step_review_deadlines(self) -> bool:
