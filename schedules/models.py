@@ -14,6 +14,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone as django_timezone
 
 
 class OverlapPolicy(models.TextChoices):
@@ -51,7 +52,8 @@ class Schedule(models.Model):
     # A tick held back by buffer_one until the running job finishes.
     buffered_tick = models.DateTimeField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Also the anchor of the interval grid, set before the first save (not auto_now_add).
+    created_at = models.DateTimeField(default=django_timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -33,4 +33,11 @@ os.environ.setdefault("AGENTBUS_LEADER_LOCK_TTL", "2")
 os.environ.setdefault("AGENTBUS_RECONCILE_INTERVAL", "0.5")
 os.environ.setdefault("AGENTBUS_REQUEUE_AFTER", "3")
 
+# Webhook receivers in tests listen on 127.0.0.1, which production refuses (SSRF); the SSRF
+# tests turn this off again. Retries come fast.
+os.environ.setdefault("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "1")
+os.environ.setdefault("AGENTBUS_WEBHOOK_BACKOFF_BASE", "0.2")
+os.environ.setdefault("AGENTBUS_WEBHOOK_BACKOFF_MAX", "1")
+os.environ.setdefault("AGENTBUS_WEBHOOK_TIMEOUT", "3")
+
 from agentbus_site.settings import *
