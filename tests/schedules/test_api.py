@@ -98,7 +98,9 @@ def test_patch_changes_the_timing_and_checks_a_new_template(alice):
     assert response.status_code == 200, response.content
     assert response.json()["cron"] == "*/5 * * * *" and response.json()["interval_seconds"] is None
     assert datetime.fromisoformat(response.json()["next_run_at"]).minute % 5 == 0
-    bad = alice.patch(f"/schedules/{schedule_id}", {"job": {"plan": plan({"key": "a", "agent": "nope"})}}, format="json")
+    bad = alice.patch(
+        f"/schedules/{schedule_id}", {"job": {"plan": plan({"key": "a", "agent": "nope"})}}, format="json"
+    )
     assert bad.status_code == 400 and "job.plan.tasks[0].agent" in bad.json()["fields"]
     assert Schedule.objects.get(pk=schedule_id).template["plan"]["tasks"][0]["agent"] == "echo"
 
