@@ -58,7 +58,14 @@ def test_a_jobs_notify_to_loopback_is_refused_and_no_job_is_written(alice, priva
 
 def test_a_delivery_to_a_live_server_on_loopback_is_never_sent(receiver, settings):
     server = receiver(secret="s")
-    send = dict(url=server.url, secret="s", delivery_id="d1", event="job.finished", body=b"{}", timestamp="1")
+    send = {
+        "url": server.url,
+        "secret": "s",
+        "delivery_id": "d1",
+        "event": "job.finished",
+        "body": b"{}",
+        "timestamp": "1",
+    }
 
     settings.AGENTBUS_WEBHOOK_ALLOW_PRIVATE = False
     refused = signed_post(**send)
