@@ -19,15 +19,19 @@ def timing_validate(*, cron: str, timezone_name: str, interval_seconds: int | No
             code="invalid_schedule",
             fields={"cron": ["give cron or interval_seconds"], "interval_seconds": ["give cron or interval_seconds"]},
         )
-    if cron and not croniter.is_valid(cron):
-        raise ApplicationError(
-            f"cron: '{cron}' is not a cron expression",
-            code="invalid_schedule",
-            fields={"cron": ["not a cron expression"]},
-        )
+    if cron:
+        try:
+            # Valid syntax that never matches ("0 0 30 2 *") fails here, not at the first tick.
+            croniter(cron, datetime.now(UTC)).get_next(datetime)
+        except Exception:  # croniter's errors share no base of their own
+            raise ApplicationError(
+                f"cron: '{cron}' is not a cron expression that ever matches",
+                code="invalid_schedule",
+                fields={"cron": ["not a cron expression that ever matches"]},
+            ) from None
     try:
         ZoneInfo(timezone_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as "America"
         raise ApplicationError(
             f"timezone: unknown time zone '{timezone_name}'",
             code="invalid_schedule",

@@ -62,13 +62,16 @@ def url_check(url: str, *, resolve: bool = True) -> Target | None:
     """Check a webhook URL (steps 1-2 of the module docstring); returns where to connect.
     Raises UnsafeURL. ``resolve=False`` checks the form only."""
     parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UnsafeURL("has a port out of range") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeURL("must be an http or https URL with a host")
     if parts.username or parts.password:
         raise UnsafeURL("must not carry a user name or password")
     if not resolve:
         return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

@@ -48,6 +48,8 @@ def test_an_interval_schedule_ticks_on_a_grid_from_its_creation(alice):
     ("body", "field"),
     [
         ({"cron": "61 * * * *"}, "cron"),
+        ({"cron": "0 0 30 2 *"}, "cron"),  # valid syntax, never matches
+        ({"cron": "* * * * *", "timezone": "America"}, "timezone"),  # a folder of zones
         ({"cron": "* * * * *", "interval_seconds": 60}, "cron"),
         ({}, "cron"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "timezone"),

@@ -41,7 +41,9 @@ def test_a_webhook_to_a_non_public_address_is_refused(alice, private_refused, ur
     assert not WebhookSubscription.objects.exists()
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/x", "http://user:pw@example.org/", "not a url", "http:///x"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.org/x", "http://user:pw@example.org/", "not a url", "http:///x", "http://example.org:99999/"]
+)
 def test_a_webhook_url_that_is_not_plain_http_is_refused(alice, url):
     response = alice.post("/webhooks", {"url": url, "events": ["job.finished"]}, format="json")
     assert response.status_code == 400
