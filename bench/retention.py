@@ -90,6 +90,16 @@ def sizes() -> dict:
     return out
 
 
+def history_left() -> tuple[int, int]:
+    """The seeded jobs' event rows and task outputs still stored (0, 0 once purged)."""
+    from jobs.models import JobEvent, Task
+
+    return (
+        JobEvent.objects.filter(job__owner__username="history").count(),
+        Task.objects.filter(job__owner__username="history", output__isnull=False).count(),
+    )
+
+
 def print_sizes(label: str, measured: dict) -> None:
     mib = 1024 * 1024
     print(label)
@@ -173,6 +183,7 @@ def main() -> None:
         stack.stop()
 
     after = sizes()
+    events_left, outputs_left = history_left()
     vacuum()
     vacuumed = sizes()
     base, loaded = statistics.median(base_rates), statistics.median(purge_rates) if purge_rates else float("nan")
@@ -182,6 +193,8 @@ def main() -> None:
     print(f"{'ratio running / stopped':<48}{loaded / base:>10.2f} x   (aim >= 0.90)")
     print(f"{'purge':<48}{args.history / purge_seconds:>10.0f} jobs/s   ({purge_seconds:.0f} s running)")
     print(f"  {purge_output.strip()}")
+    print(f"  the seeded jobs' events left: {events_left}, task outputs left: {outputs_left}")
+    print("  (the rows after the purge are the benchmark's own jobs, run meanwhile)")
     print()
     print_sizes("before the purge", before)
     print_sizes("after the purge", after)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -81,6 +81,40 @@ class ScheduleDetailOutputSerializer(ScheduleOutputSerializer):
         return RunOutputSerializer(schedule_runs(schedule=schedule), many=True).data
 
 
+EXAMPLE_RUN = {
+    "tick": "2026-12-02T08:00:00+00:00",
+    "action": "started",
+    "job": "6f1c2b1e-8a4d-4e55-9d1a-3b2f1c0d9e8f",
+    "manual": False,
+    "detail": "",
+    "at": "2026-12-02T08:00:00.412000+00:00",
+}
+EXAMPLE_SCHEDULE = {
+    "id": "2b8f0c7e-51a4-4d0e-9a43-0f3c2d1e4b5a",
+    "owner": "alice",
+    "name": "morning digest",
+    "job": {"requirements": "digest", "plan": {"tasks": [{"key": "a", "agent": "echo", "input": {"n": 1}}]}},
+    "cron": "0 9 * * 1-5",
+    "timezone": "Europe/Paris",
+    "interval_seconds": None,
+    "overlap": "skip",
+    "catchup": "run_once",
+    "catchup_window": 3600,
+    "paused": False,
+    "next_run_at": "2026-12-03T08:00:00+00:00",
+    "upcoming": ["2026-12-03T08:00:00+00:00", "2026-12-04T08:00:00+00:00", "2026-12-07T08:00:00+00:00"],
+    "buffered_tick": None,
+    "last_run_at": "2026-12-02T08:00:00.412000+00:00",
+    "created_at": "2026-12-01T10:00:00+00:00",
+    "updated_at": "2026-12-02T08:00:00.412000+00:00",
+    "runs": [EXAMPLE_RUN],
+}
+
+
+def _example(value: dict, code: str = "200") -> list[OpenApiExample]:
+    return [OpenApiExample("Example", value=value, response_only=True, status_codes=[code])]
+
+
 def _plain(data: dict) -> dict:
     """Validated data as plain JSON (the template is stored and digested as JSON)."""
     return json.loads(json.dumps(data, default=str))
@@ -99,6 +133,7 @@ class ScheduleListView(GenericAPIView):
         operation_id="schedules_list",
         summary="List the caller's schedules",
         responses={200: page_of("SchedulePage", ScheduleOutputSerializer), 401: UNAUTHENTICATED},
+        examples=_example({"count": 1, "next": None, "previous": None, "results": [EXAMPLE_SCHEDULE]}),
     )
     def get(self, request):
         page = self.paginate_queryset(schedule_list(user=request.user))
@@ -113,6 +148,7 @@ class ScheduleListView(GenericAPIView):
         ),
         request=ScheduleInputSerializer,
         responses={201: ScheduleDetailOutputSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED},
+        examples=_example(EXAMPLE_SCHEDULE, "201"),
     )
     def post(self, request):
         data = ScheduleInputSerializer(data=_body(request))
@@ -132,6 +168,7 @@ class ScheduleDetailView(APIView):
         operation_id="schedules_retrieve",
         summary="A schedule with its next ticks and recent runs",
         responses={200: ScheduleDetailOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example(EXAMPLE_SCHEDULE),
     )
     def get(self, request, schedule_id):
         return Response(ScheduleDetailOutputSerializer(schedule_get(user=request.user, schedule_id=schedule_id)).data)
@@ -141,6 +178,7 @@ class ScheduleDetailView(APIView):
         summary="Change a schedule",
         request=ScheduleInputSerializer(partial=True),
         responses={200: ScheduleDetailOutputSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example(EXAMPLE_SCHEDULE),
     )
     def patch(self, request, schedule_id):
         schedule = schedule_get(user=request.user, schedule_id=schedule_id)
@@ -170,6 +208,7 @@ class SchedulePauseView(APIView):
         summary="Pause a schedule",
         request=None,
         responses={200: ScheduleDetailOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example(EXAMPLE_SCHEDULE),
     )
     def post(self, request, schedule_id):
         schedule = schedule_pause(schedule=schedule_get(user=request.user, schedule_id=schedule_id))
@@ -182,6 +221,7 @@ class ScheduleResumeView(APIView):
         summary="Resume a schedule from its next tick",
         request=None,
         responses={200: ScheduleDetailOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example(EXAMPLE_SCHEDULE),
     )
     def post(self, request, schedule_id):
         schedule = schedule_resume(schedule=schedule_get(user=request.user, schedule_id=schedule_id))
@@ -194,6 +234,7 @@ class ScheduleTriggerView(APIView):
         summary="Run a schedule now (under its overlap policy)",
         request=None,
         responses={201: RunOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example({**EXAMPLE_RUN, "manual": True}, "201"),
     )
     def post(self, request, schedule_id):
         run = schedule_trigger(schedule=schedule_get(user=request.user, schedule_id=schedule_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -55,6 +55,34 @@ class DeliveryOutputSerializer(serializers.Serializer):
     payload = serializers.JSONField()
 
 
+EXAMPLE_WEBHOOK = {
+    "id": "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d",
+    "owner": "alice",
+    "url": "https://hooks.example.com/agentbus",
+    "events": ["job.finished", "task.failed"],
+    "description": "",
+    "active": True,
+    "created_at": "2026-12-02T08:00:00+00:00",
+}
+EXAMPLE_DELIVERY = {
+    "id": "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
+    "event": "job.finished",
+    "job": "6f1c2b1e-8a4d-4e55-9d1a-3b2f1c0d9e8f",
+    "status": "succeeded",
+    "attempts": 2,
+    "next_attempt_at": None,
+    "last_status_code": 204,
+    "last_error": "",
+    "created_at": "2026-12-02T08:01:00+00:00",
+    "delivered_at": "2026-12-02T08:01:12+00:00",
+    "payload": {"event": "job.finished", "type": "job.status", "status": "succeeded", "seq": 6},
+}
+
+
+def _example(value: dict, code: str = "200") -> list[OpenApiExample]:
+    return [OpenApiExample("Example", value=value, response_only=True, status_codes=[code])]
+
+
 def _body(request) -> dict:
     if not isinstance(request.data, dict):
         raise ApplicationError("The body must be a JSON object.", fields={"body": ["must be a JSON object"]})
@@ -66,6 +94,7 @@ class WebhookListView(GenericAPIView):
         operation_id="webhooks_list",
         summary="List the caller's webhook subscriptions",
         responses={200: page_of("WebhookPage", WebhookOutputSerializer), 401: UNAUTHENTICATED},
+        examples=_example({"count": 1, "next": None, "previous": None, "results": [EXAMPLE_WEBHOOK]}),
     )
     def get(self, request):
         page = self.paginate_queryset(webhook_list(user=request.user))
@@ -81,6 +110,7 @@ class WebhookListView(GenericAPIView):
         ),
         request=WebhookInputSerializer,
         responses={201: WebhookCreatedSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED},
+        examples=_example({**EXAMPLE_WEBHOOK, "secret": "kq3...generated"}, "201"),
     )
     def post(self, request):
         data = WebhookInputSerializer(data=_body(request))
@@ -98,6 +128,7 @@ class WebhookDetailView(APIView):
         operation_id="webhooks_retrieve",
         summary="A webhook subscription",
         responses={200: WebhookOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example(EXAMPLE_WEBHOOK),
     )
     def get(self, request, webhook_id):
         return Response(WebhookOutputSerializer(webhook_get(user=request.user, webhook_id=webhook_id)).data)
@@ -107,6 +138,7 @@ class WebhookDetailView(APIView):
         summary="Change a webhook subscription",
         request=WebhookInputSerializer(partial=True),
         responses={200: WebhookOutputSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example(EXAMPLE_WEBHOOK),
     )
     def patch(self, request, webhook_id):
         sub = webhook_get(user=request.user, webhook_id=webhook_id)
@@ -142,6 +174,7 @@ class WebhookDeliveriesView(GenericAPIView):
             401: UNAUTHENTICATED,
             404: NOT_FOUND,
         },
+        examples=_example({"count": 1, "next": None, "previous": None, "results": [EXAMPLE_DELIVERY]}),
     )
     def get(self, request, webhook_id):
         filters = self.FilterSerializer(data=request.query_params)
@@ -157,6 +190,7 @@ class WebhookRedeliverView(APIView):
         summary="Send a delivery again",
         request=None,
         responses={202: DeliveryOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        examples=_example({**EXAMPLE_DELIVERY, "status": "pending", "attempts": 0}, "202"),
     )
     def post(self, request, webhook_id, delivery_id):
         sub = webhook_get(user=request.user, webhook_id=webhook_id)
