@@ -61,6 +61,9 @@ INSTALLED_APPS = [
     "memory",
     "orchestration",
     "workers",
+    "schedules",  # jobs on a cron or an interval (schedules/)
+    "webhooks",  # signed event deliveries to users' URLs (webhooks/)
+    "retention",  # purging finished jobs and expired memories (retention/)
 ]
 
 MIDDLEWARE = [
@@ -312,6 +315,33 @@ AGENTBUS_PLANNER_TRIES = env_int("AGENTBUS_PLANNER_TRIES", 3, minimum=1)
 AGENTBUS_MAX_ARTIFACT_BYTES = env_int("AGENTBUS_MAX_ARTIFACT_BYTES", 50 * 1024 * 1024, minimum=1)
 # A signed HTTP agent request older than this is refused by the receiver (replay).
 AGENTBUS_HTTP_SIGNATURE_MAX_AGE = env_int("AGENTBUS_HTTP_SIGNATURE_MAX_AGE", 300, minimum=1)
+
+# --- schedules, webhooks, retention (schedules/, webhooks/, retention/) ---------------------
+# A schedule's tick due longer ago than this is "missed" (the orchestrator was down), and its
+# catch-up policy decides whether it still runs.
+AGENTBUS_SCHEDULE_LATE_AFTER = env_float("AGENTBUS_SCHEDULE_LATE_AFTER", 60.0, minimum=0.1)
+# Webhook URLs that resolve to loopback, private, link-local, multicast or reserved addresses
+# are refused (SSRF) unless this is on (a private network's receivers; the tests).
+AGENTBUS_WEBHOOK_ALLOW_PRIVATE = env_bool("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", False)
+AGENTBUS_WEBHOOK_TIMEOUT = env_float("AGENTBUS_WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+AGENTBUS_WEBHOOK_MAX_ATTEMPTS = env_int("AGENTBUS_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+AGENTBUS_WEBHOOK_BACKOFF_BASE = env_float("AGENTBUS_WEBHOOK_BACKOFF_BASE", 10.0, minimum=0.0)
+AGENTBUS_WEBHOOK_BACKOFF_MAX = env_float("AGENTBUS_WEBHOOK_BACKOFF_MAX", 3600.0, minimum=0.0)
+# Deliveries sent at once by the orchestrator's sender threads.
+AGENTBUS_WEBHOOK_CONCURRENCY = env_int("AGENTBUS_WEBHOOK_CONCURRENCY", 4, minimum=1)
+# The event cursor stays this many seconds behind the newest event, so an event whose
+# transaction commits late (after a newer one) is still seen (webhooks/outbox.py).
+AGENTBUS_WEBHOOK_SETTLE = env_float("AGENTBUS_WEBHOOK_SETTLE", 10.0, minimum=0.0)
+# Finished jobs' events, outputs and artifacts are purged this many days after they finished
+# (0: kept for ever); a user's own setting (admin: Retention policies) overrides it.
+AGENTBUS_RETENTION_DAYS = env_float("AGENTBUS_RETENTION_DAYS", 0.0, minimum=0.0)
+# Write each job to Django storage (retention/<date>/<job id>.json) before purging it.
+AGENTBUS_RETENTION_ARCHIVE = env_bool("AGENTBUS_RETENTION_ARCHIVE", False)
+# Jobs purged per transaction: small, so no lock is held for long.
+AGENTBUS_RETENTION_BATCH = env_int("AGENTBUS_RETENTION_BATCH", 50, minimum=1)
+# How often the orchestrator's retention step runs (seconds), and its time budget per run.
+AGENTBUS_RETENTION_INTERVAL = env_float("AGENTBUS_RETENTION_INTERVAL", 60.0, minimum=0.1)
+AGENTBUS_RETENTION_STEP_SECONDS = env_float("AGENTBUS_RETENTION_STEP_SECONDS", 0.5, minimum=0.01)
 
 # --- static, media, i18n ----------------------------------------------------------------
 STATIC_URL = "static/"

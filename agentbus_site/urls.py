@@ -56,6 +56,8 @@ urlpatterns = [
     re_path(rf"^app/jobs/{UUID}/cancel/?$", job_cancel_page, name="app-job-cancel"),
     re_path(rf"^app/jobs/{UUID}/retry/?$", job_retry_page, name="app-job-retry"),
     path("", include("jobs.reviews.urls")),  # /reviews API, /app/inbox, /app/reviews/{id}
+    path("", include("schedules.urls")),  # /schedules API, /app/schedules
+    path("", include("webhooks.urls")),  # /webhooks API
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

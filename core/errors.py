@@ -52,6 +52,10 @@ class Forbidden(ApplicationError):
     """The caller may not do this at all (staff only)."""
 
 
+class Gone(ApplicationError):
+    """The object's data was purged (retention); what was kept is still described."""
+
+
 class TooLarge(ApplicationError):
     """The request asks for more work at once than the server takes (a memory batch)."""
 
@@ -67,6 +71,7 @@ HTTP_STATUS = {
     Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
     QuotaExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
     Forbidden: status.HTTP_403_FORBIDDEN,
+    Gone: status.HTTP_410_GONE,
     TooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     ApplicationError: status.HTTP_400_BAD_REQUEST,

@@ -47,7 +47,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from agents.registry import agent_get
-from core.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict, Gone
 from core.queue import TaskMessage, tasks_enqueue
 from core.wakeup import orchestrator_wake
 from jobs.budgets import budget_exceeded
@@ -495,8 +495,10 @@ def job_retry_failed(*, job_id) -> Job:
     job that is not finished, or that succeeded, is a 409.
     """
     with transaction.atomic():
-        change = _lock(job_id)
+        change = _lock(job_id, fields=(*_JOB_FIELDS, "purged_at"))
         job = change.job
+        if job.purged_at is not None:
+            raise Gone("The job's inputs and outputs were purged (retention); it cannot run again.", code="job_purged")
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise Conflict(
                 f"Only a failed or cancelled job can be retried; this one is {job.status}.", code="job_not_retryable"

@@ -78,10 +78,20 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When retention purged the job's events, outputs and artifacts (retention/); its row,
+    # its tasks' statuses and timings stay, and the API answers 410 with them.
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            # retention.services: finished jobs not purged yet, oldest first; purged and
+            # active jobs are outside the index.
+            models.Index(
+                fields=["finished_at"],
+                name="job_purgeable",
+                condition=Q(purged_at__isnull=True, status__in=JOB_TERMINAL),
+            ),
             # GET /jobs: the caller's jobs, newest first, optionally by status.
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["owner", "status", "-created_at"], name="job_owner_status_created"),

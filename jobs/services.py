@@ -9,6 +9,7 @@ import json
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 
 from core.errors import ApplicationError, QuotaExceeded, Unprocessable
 from core.tracing import job_trace_save
@@ -17,6 +18,11 @@ from jobs.budgets import budget_fields
 from jobs.models import JOB_ACTIVE, Job
 from jobs.plans import plan_validate
 from jobs.reviews.gate_policy import gates_authorize
+
+# Sent inside the submission's transaction with ``job`` and the submitted ``spec``; a
+# receiver may add rows of its own (webhooks: the job's "notify") or refuse the spec with
+# an ApplicationError, which rolls the submission back.
+job_submitted = Signal()
 
 
 def request_digest(spec: dict) -> str:
@@ -39,26 +45,9 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         if existing is not None:
             return _replay(existing, digest), False
 
-    plan = spec.get("plan")
-    if plan is None and not settings.AGENTBUS_LLM_BASE_URL:
-        # The planner agent (an LLM) turns requirements into a plan; it is not
-        # configured in this deployment, so an explicit plan is required.
-        raise ApplicationError(
-            "A plan is required: no planner agent is configured to plan from requirements alone.",
-            code="plan_required",
-            fields={"plan": ["required when no planner is configured"]},
-        )
-    if plan is None and not spec.get("requirements", "").strip():
-        raise ApplicationError(
-            "Give requirements for the planner to plan from, or a plan.",
-            code="requirements_required",
-            fields={"requirements": ["required when there is no plan"]},
-        )
-    # Without a plan, the planner agent makes one as the job's first task (jobs.planner).
-    tasks = plan_validate(plan) if plan is not None else None
-    if plan is not None:
-        gates_authorize(owner=owner, plan=plan)
-    budget = budget_fields(spec.get("budget"), tasks=tasks)
+    tasks, budget = job_spec_validate(spec=spec)
+    if spec.get("plan") is not None:
+        gates_authorize(owner=owner, plan=spec["plan"])
 
     try:
         with transaction.atomic():
@@ -80,6 +69,9 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
             # Later steps (dependents dispatched by workers, retries by the orchestrator)
             # join this request's trace (core.tracing); a no-op when tracing is off.
             job_trace_save(job.id)
+            # Listeners add to the job in its own transaction (webhooks: a per-job
+            # "notify"); one that refuses the spec rolls the submission back.
+            job_submitted.send(sender=Job, job=job, spec=spec)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race.
         if not idempotency_key:
@@ -87,6 +79,31 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         existing = Job.objects.get(owner=owner, idempotency_key=idempotency_key)
         return _replay(existing, digest), False
     return job, True
+
+
+def job_spec_validate(*, spec: dict, prefix: str = "") -> tuple[list[dict] | None, dict]:
+    """The checks of a submission beyond its shape (plan, planner, budget), shared by
+    job_submit and by schedules, whose job template must pass them when it is saved.
+    Returns the plan's tasks (None: the planner plans) and the budget's Job columns;
+    ``prefix`` puts the error paths under a field of a bigger body (``"job."``)."""
+    plan = spec.get("plan")
+    if plan is None and not settings.AGENTBUS_LLM_BASE_URL:
+        # The planner agent (an LLM) turns requirements into a plan; it is not
+        # configured in this deployment, so an explicit plan is required.
+        raise ApplicationError(
+            "A plan is required: no planner agent is configured to plan from requirements alone.",
+            code="plan_required",
+            fields={f"{prefix}plan": ["required when no planner is configured"]},
+        )
+    if plan is None and not spec.get("requirements", "").strip():
+        raise ApplicationError(
+            "Give requirements for the planner to plan from, or a plan.",
+            code="requirements_required",
+            fields={f"{prefix}requirements": ["required when there is no plan"]},
+        )
+    # Without a plan, the orchestrator has the planner agent make one (orchestration.planner).
+    tasks = plan_validate(plan, prefix=f"{prefix}plan") if plan is not None else None
+    return tasks, budget_fields(spec.get("budget"), tasks=tasks)
 
 
 def _check_active_jobs_quota(owner) -> None:

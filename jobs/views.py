@@ -28,6 +28,7 @@ from core.fields import (
 from core.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error, page_of
 from jobs.artifact_views import ArtifactOutputSerializer
 from jobs.models import JobStatus
+from jobs.purged import job_purged_response
 from jobs.selectors import job_artifacts, job_events, job_get, job_list, job_tasks
 from jobs.services import job_cancel, job_submit
 
@@ -179,6 +180,10 @@ class JobListView(GenericAPIView):
         # Store the job's final outputs as memories of its owner when it succeeds.
         remember = StrictBooleanField(required=False, default=False)
         budget = BudgetInputSerializer(required=False)
+        # Webhook deliveries of this job's events to one URL (webhooks/).
+        # Webhook deliveries of this job's events to one URL: {"url", "events"?, "secret"?},
+        # checked by the webhooks app when the job is written (webhooks/apps.py).
+        notify = BoundedJSONObjectField(max_bytes=4 * 1024, required=False)
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=JobStatus.values, required=False)
@@ -279,7 +284,8 @@ class JobDetailView(APIView):
         examples=[OpenApiExample("A running job", value=EXAMPLE_JOB, response_only=True)],
     )
     def get(self, request, job_id):
-        return Response(job_detail_body(job_get(user=request.user, job_id=job_id)))
+        job = job_get(user=request.user, job_id=job_id)
+        return job_purged_response(job) or Response(job_detail_body(job))
 
 
 class JobResultsView(APIView):
@@ -342,7 +348,10 @@ class JobResultsView(APIView):
         ],
     )
     def get(self, request, job_id):
-        return Response(job_results_body(job_get(user=request.user, job_id=job_id), request=request))
+        job = job_get(user=request.user, job_id=job_id)
+        if gone := job_purged_response(job):
+            return gone
+        return Response(job_results_body(job, request=request))
 
 
 def job_results_body(job, *, request=None) -> dict:
@@ -433,6 +442,8 @@ class JobEventsView(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         job = job_get(user=request.user, job_id=job_id)
+        if gone := job_purged_response(job):
+            return gone
         events = job_events(job=job, **filters.validated_data)
         messages = [e.as_message() for e in events]
         return Response({"job": str(job.id), "last_seq": job.last_seq, "events": messages})

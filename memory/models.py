@@ -93,6 +93,8 @@ class Memory(models.Model):
             models.Index(fields=["namespace", "-created_at"], name="memory_shared_ns", condition=Q(shared=True)),
             # The repair pass (memory_index_pending): rows Chroma does not reflect yet.
             models.Index(fields=["updated_at"], name="memory_unindexed", condition=Q(indexed_at__isnull=True)),
+            # retention.services: memories whose TTL ran out, oldest first.
+            models.Index(fields=["expires_at"], name="memory_expiring", condition=Q(expires_at__isnull=False)),
             # The full-text GIN index on search_vector is created in migration 0003, on
             # PostgreSQL only (SQLite has no GIN; search falls back to a keyword match).
         ]

@@ -37,6 +37,12 @@ os.environ.setdefault("AGENTBUS_LEADER_LOCK_TTL", "2")
 os.environ.setdefault("AGENTBUS_RECONCILE_INTERVAL", "0.5")
 os.environ.setdefault("AGENTBUS_REQUEUE_AFTER", "3")
 
+# Webhook receivers in tests listen on 127.0.0.1, which production refuses (SSRF); the SSRF
+# tests turn this off again. Retries come fast.
+os.environ.setdefault("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "1")
+os.environ.setdefault("AGENTBUS_WEBHOOK_BACKOFF_BASE", "0.2")
+os.environ.setdefault("AGENTBUS_WEBHOOK_BACKOFF_MAX", "1")
+os.environ.setdefault("AGENTBUS_WEBHOOK_TIMEOUT", "3")
 # No PostgreSQL or Redis answering at those addresses (a fresh laptop, a CI step that
 # hides them): start embedded ones for the session and point the URLs at them.
 from core.embedded import session_services_ensure

@@ -38,7 +38,7 @@ from jobs.dashboard.selectors import (
     system_summary,
 )
 from jobs.dashboard.timeline import job_status_events, job_timeline
-from jobs.models import JOB_ACTIVE, JobStatus
+from jobs.models import JOB_ACTIVE, JobStatus, Task
 from jobs.selectors import job_get, job_tasks
 from jobs.services import job_cancel, job_retry_failed, job_submit
 
@@ -128,6 +128,8 @@ def job_detail_page(request: HttpRequest, job_id) -> HttpResponse:
     """/app/jobs/{id}: graph, timeline, tasks and the event log.
     ``?fragment=live`` renders everything but the event log, for the live refresh."""
     job = job_get(user=request.user, job_id=job_id)
+    if job.purged_at is not None:
+        return job_purged_page(request, job)
     tasks_query = job_tasks(job=job)
     lazy_bodies = tasks_query.count() > TASK_BODIES_INLINE
     # A large job's task details load when opened: rendering (and reading) every task's
@@ -305,3 +307,9 @@ def _query_without(request: HttpRequest, *names: str) -> str:
     for name in names:
         params.pop(name, None)
     return params.urlencode()
+
+
+def job_purged_page(request: HttpRequest, job) -> HttpResponse:
+    """A purged job (retention): 410, with what was kept."""
+    tasks = Task.objects.filter(job=job).order_by("created_at", "key")
+    return render(request, "retention/job_purged.html", {"job": job, "tasks": tasks}, status=410)

@@ -29,6 +29,7 @@ from core.metrics import metrics_serve
 from core.wakeup import wake_wait
 from jobs.lifecycle import job_advance
 from jobs.reviews.decisions import reviews_apply_deadlines, reviews_remind
+from orchestration.housekeeping import housekeeping_steps
 from orchestration.leader import LeaderLock
 from orchestration.reconciler import jobs_needing_attention, next_due_at, tasks_fail_silent, tasks_requeue_lost
 
@@ -88,6 +89,7 @@ class Command(BaseCommand):
         if wait > 0 and self.step_wait(wait):
             return False  # woken early for a later time; go round and wait again
         found = self.step_due() | self.step_recover() | self.step_review_deadlines()
+        found |= housekeeping_steps()  # schedules, webhooks, retention (orchestration/housekeeping.py)
         self.next_pass = time.monotonic() + (0 if found else self.seconds_to_next_due())
         return found
 
