@@ -288,6 +288,9 @@ AGENTBUS_LEADER_LOCK_TTL = env_float("AGENTBUS_LEADER_LOCK_TTL", 5.0, minimum=0.
 AGENTBUS_RECONCILE_INTERVAL = env_float("AGENTBUS_RECONCILE_INTERVAL", 1.0, minimum=0.05)
 # A task queued this long without a worker starting it is sent again (lost message).
 AGENTBUS_REQUEUE_AFTER = env_float("AGENTBUS_REQUEUE_AFTER", 60.0, minimum=1.0)
+# A worker whose task's success makes a dependent ready on its own queue runs it next
+# itself, without the round trip through Redis (jobs.lifecycle.task_succeed).
+AGENTBUS_EAGER_HANDOFF = env_bool("AGENTBUS_EAGER_HANDOFF", True)
 
 # --- human in the loop (jobs/reviews.py) ---------------------------------------------------
 # Deadline (seconds) of a review gate whose plan task names none; 0: no deadline.

@@ -622,10 +622,28 @@ def task_progress(*, task: Task, fraction: float, message: str = "") -> bool:
     return done == 1
 
 
-def task_succeed(*, task: Task, output, spawn: list | None = None) -> bool:
+@dataclass(frozen=True)
+class Succeeded:
+    """What task_succeed did: true when the output was committed. ``handoff`` is a
+    dependent it dispatched for the caller to run itself, not sent to Redis."""
+
+    committed: bool
+    handoff: TaskMessage | None = None
+
+    def __bool__(self) -> bool:
+        return self.committed
+
+
+def task_succeed(*, task: Task, output, spawn: list | None = None, handoff_queue: str | None = None) -> Succeeded:
     """Commit the attempt's output and settle the job: the dependents that became ready
     are dispatched in the same transaction. False if the attempt is no longer the running
     one.
+
+    ``handoff_queue``: the queue the calling worker serves. One dependent dispatched to
+    it is handed back instead of sent (``Succeeded.handoff``), so the worker runs it next
+    without a round trip through Redis (AGENTBUS_EAGER_HANDOFF; Temporal calls this eager
+    execution). Its dispatch is committed like any other: if the worker dies before
+    claiming it, the reconciler sends it after AGENTBUS_REQUEUE_AFTER.
 
     ``spawn`` holds follow-up tasks the agent returned, validated under the job's lock (so
     concurrent spawns respect max_tasks) and written with the output. An invalid spawn
@@ -635,7 +653,7 @@ def task_succeed(*, task: Task, output, spawn: list | None = None) -> bool:
     with transaction.atomic():
         change = _lock(task.job_id)
         if task.review == ReviewMode.AFTER:
-            return _output_hold(change, task, output)
+            return Succeeded(_output_hold(change, task, output))
         specs = []
         if spawn:
             existing = set(Task.objects.filter(job_id=task.job_id).values_list("key", flat=True))
@@ -644,14 +662,19 @@ def task_succeed(*, task: Task, output, spawn: list | None = None) -> bool:
             )
         done = _running(task).update(status=TaskStatus.SUCCEEDED, output=output, finished_at=change.now, progress=1.0)
         if done != 1:
-            return False
+            return Succeeded(False)
         if specs:
             Task.objects.bulk_create(task_rows(job_id=task.job_id, specs=specs, now=change.now))
         extra = {"spawned": [s["key"] for s in specs]} if specs else {}
         change.task_status(task, TaskStatus.SUCCEEDED, attempt=task.attempt, **extra)
         _settle(change)
+        handoff = None
+        if handoff_queue and settings.AGENTBUS_EAGER_HANDOFF:
+            handoff = next((m for m in change.messages if m.queue == handoff_queue), None)
+            if handoff is not None:
+                change.messages.remove(handoff)
         _commit(change)
-    return True
+    return Succeeded(True, handoff)
 
 
 def _output_hold(change: Change, task: Task, output) -> bool:

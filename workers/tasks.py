@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 
 from django.db import close_old_connections
@@ -23,6 +24,8 @@ from agents.registry import AgentSpec, NonRetryableError, agent_get
 from agents.runners import agent_run
 from core.logging import log_context
 from core.metrics import task_timed
+from core.queue import TIMEOUT_GRACE, TaskMessage, tasks_enqueue
+from core.tracing import dispatch_traceparents, task_span
 from jobs.lifecycle import task_ask_human, task_claim, task_defer, task_fail_attempt, task_succeed
 from workers.context import AgentContext, HumanInputRequired
 from workers.services import task_upstream_outputs
@@ -32,29 +35,56 @@ logger = logging.getLogger(__name__)
 
 
 def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> None:
+    """Run one attempt, then the dependents its success handed to this worker.
+
+    1. Claim and run the attempt (``attempt_run``).
+    2. If its success made a dependent ready on this worker's queue, the lifecycle hands
+       it back instead of sending it to Redis; run it next here, in its own span, while
+       the RQ job's time limit leaves room for its timeout.
+    3. A dependent there is no room for is sent to its queue as usual.
+    """
     # ``trace`` (a traceparent) is used by SignedJob around this call (core.tracing).
     # A long-lived worker must drop connections the database closed or that outlived
     # CONN_MAX_AGE, as Django does around each request.
     close_old_connections()
     current = get_current_job()
     worker = current.worker_name if current is not None and current.worker_name else "worker"
+    queue = current.origin if current is not None else None
+    started = time.monotonic()
+    handoff = attempt_run(task_id, attempt, worker=worker, queue=queue)
+    while handoff is not None:
+        room = (current.timeout or 0) - (time.monotonic() - started) - TIMEOUT_GRACE / 2
+        if handoff.timeout > room:
+            tasks_enqueue([handoff])
+            return
+        traceparent = dispatch_traceparents([handoff]).get(handoff.task_id, "")
+        with (
+            task_span(handoff.task_id, handoff.attempt, traceparent),
+            log_context(task_id=handoff.task_id, attempt=handoff.attempt),
+        ):
+            handoff = attempt_run(handoff.task_id, handoff.attempt, worker=worker, queue=queue)
+
+
+def attempt_run(task_id: str, attempt: int, *, worker: str, queue: str | None) -> TaskMessage | None:
+    """Claim and run one attempt and record its outcome; returns a dependent handed to
+    this worker by the success, if any."""
     task = task_claim(task_id=task_id, attempt=attempt, worker=worker)
     if task is None:
         logger.info("task %s attempt %s is no longer queued; message dropped", task_id, attempt)
-        return
+        return None
     spec = agent_get(task.agent)
     if spec is None or (spec.kind in IN_PROCESS_KINDS and spec.handler is None):
         task_fail_attempt(task=task, error=f"agent '{task.agent}' is not registered in worker {worker}", retryable=True)
-        return
+        return None
     # Waiting for an open circuit or a free slot does not spend the attempt. (A Python
     # agent's circuit guards only its ctx.llm calls, which defer on their own if open.)
     wait = breaker_wait_seconds(spec) if spec.kind != AgentKind.PYTHON else 0.0
     if wait > 0:
         task_defer(task=task, delay=wait, reason=f"circuit of agent '{spec.name}' is open")
-        return
+        return None
     if not slot_acquire(spec, task_id=task_id, hold_seconds=task.timeout):
         task_defer(task=task, delay=1.0, reason=f"agent '{spec.name}' runs its limit of {spec.concurrency} tasks")
-        return
+        return None
 
     ctx = AgentContext(task=task, upstream=task_upstream_outputs(task=task))
     try:
@@ -69,19 +99,19 @@ def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> Non
             task_fail_attempt(task=task, error=f"timed out after {task.timeout}s", retryable=True)
         else:
             logger.info("task %s attempt %s stopped: %s", task_id, attempt, exc.reason)
-        return
+        return None
     except HumanInputRequired as exc:
         # The attempt ends here without an outcome; it runs again once answered.
         if not task_ask_human(task=task, question=exc.question, options=exc.options):
             logger.info("task %s attempt %s asked a question but is no longer running", task_id, attempt)
-        return
+        return None
     except NonRetryableError as exc:
         task_fail_attempt(task=task, error=f"{type(exc).__name__}: {exc}", retryable=False)
-        return
+        return None
     except CircuitBreakerError:
         # Another worker opened the circuit while this one was getting ready.
         task_defer(task=task, delay=breaker_wait_seconds(spec), reason=f"circuit of agent '{spec.name}' is open")
-        return
+        return None
     except SystemExit:
         # A cold shutdown (RQ raises SystemExit on a second SIGTERM/SIGINT) stops the agent
         # mid-way: hand the attempt back now, without spending it, rather than leave the
@@ -90,16 +120,17 @@ def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> Non
         raise
     except Exception as exc:  # an agent's failure is data, not a worker crash
         task_fail_attempt(task=task, error=_describe(exc), retryable=True)
-        return
+        return None
     try:
         json.dumps(output)
     except (TypeError, ValueError) as exc:
         task_fail_attempt(task=task, error=f"the agent's output is not JSON: {exc}", retryable=False)
-        return
+        return None
     try:
-        task_succeed(task=task, output=output, spawn=ctx.spawned)
+        return task_succeed(task=task, output=output, spawn=ctx.spawned, handoff_queue=queue).handoff
     except NonRetryableError as exc:  # an invalid spawn, or one over the job's budget
         task_fail_attempt(task=task, error=str(exc), retryable=False)
+    return None
 
 
 def agent_call(spec: AgentSpec, ctx: AgentContext):

@@ -8,6 +8,7 @@ the hints that ``POST /jobs`` sends on commit go where the lab's orchestrator li
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ from core.redis import redis_reset
 from tests.conftest import wait_for
 from tests.faults.servers import RedisServer
 
-LAB_REDIS_PORT = 8150
+LAB_REDIS_PORT = int(os.environ.get("AGENTBUS_LAB_REDIS_PORT", "8150"))
 
 
 class Lab:
