@@ -38,8 +38,9 @@ def open_circuit(redis_flushed):
     breaker_reset(spec)
 
 
-def test_the_alerts_and_dashboard_read_series_the_web_exports(db, open_circuit):
-    text = Client().get("/metrics").content.decode()
+def test_the_alerts_and_dashboard_read_series_the_web_exports(db, open_circuit, settings):
+    settings.AGENTBUS_METRICS_TOKEN = "scrape-secret"  # /metrics needs one with DEBUG off
+    text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
     scraped = series(text)
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())

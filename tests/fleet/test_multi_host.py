@@ -209,7 +209,13 @@ def fleet(tmp_path_factory):
         with psycopg.connect(f"postgresql://postgres@{net.hosts['pg']}:5432/postgres", autocommit=True) as admin:
             admin.execute("create database agentbus_fleet")
         fleet.manage("web", "migrate", "--noinput")
-        fleet.token = fleet.manage("web", "ensure_demo_user").split("API token: ")[1].split()[0]
+        # The demo user exists only with DEBUG on; a deployment makes its users itself.
+        issue = (
+            "from django.contrib.auth import get_user_model; from accounts.models import ApiToken; "
+            "user, _ = get_user_model().objects.get_or_create(username='fleet'); "
+            "print('API token:', ApiToken.issue(user=user)[1])"
+        )
+        fleet.token = fleet.manage("web", "shell", "-c", issue).split("API token: ")[1].split()[0]
         fleet.run("web", "-m", "uvicorn", "agentbus_site.asgi:application", "--host", net.hosts["web"],
                   "--port", "8000", "--ws", "websockets", "--lifespan", "off", name="web")  # fmt: skip
         fleet.run("orch-a", "manage.py", "orchestrate", name="orch-a")
