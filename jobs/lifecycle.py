@@ -241,9 +241,8 @@ def _settle(change: Change) -> None:
         _end(change, JobStatus.FAILED, reason)
         return
     if job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING):
-        if job.plan is None and not _plan_step(change):
-            pass  # the planner's task is pending, running or failing: settle it below
-        elif job.plan is not None:
+        # Without a plan, the planner's task runs first (settled below like any task).
+        if job.plan is not None or _plan_step(change):
             if _plan_gate_hold(change):
                 return
             _write_plan(change)
