@@ -240,12 +240,12 @@ def _settle(change: Change) -> None:
     if reason is not None:
         _end(change, JobStatus.FAILED, reason)
         return
-    if job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING):
-        # Without a plan, the planner's task runs first (settled below like any task).
-        if job.plan is not None or _plan_step(change):
-            if _plan_gate_hold(change):
-                return
-            _write_plan(change)
+    # Without a plan, the planner's task runs first (settled below like any task).
+    planning = job.status in (JobStatus.SUBMITTED, JobStatus.PLANNING)
+    if planning and (job.plan is not None or _plan_step(change)):
+        if _plan_gate_hold(change):
+            return
+        _write_plan(change)
     tasks = _tasks(change)
     by_key = {t.key: t for t in tasks}
     _skip_downstream_of_failures(change, tasks, by_key)
