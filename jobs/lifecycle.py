@@ -173,6 +173,12 @@ def _commit(change: Change, *, seen: Seen = Seen.SETTLED) -> None:
         transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
 
 
+def task_message(task: Task, *, job_id=None) -> TaskMessage:
+    """The queue message of a task's current attempt (``job_id`` when the row was read
+    without it)."""
+    return TaskMessage(str(task.id), task.attempt, task.queue, task.timeout, str(job_id or task.job_id))
+
+
 def _running(task: Task):
     """The attempt is still the running one: the condition of every write a worker makes."""
     return Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, attempt=task.attempt)
@@ -410,7 +416,7 @@ def _dispatch(change: Change, ready: list[Task]) -> None:
         task.status = TaskStatus.QUEUED
         task.attempt += 1
         task.next_attempt_at = None
-        change.messages.append(TaskMessage(str(task.id), task.attempt, task.queue, task.timeout, str(change.job.id)))
+        change.messages.append(task_message(task, job_id=change.job.id))
         change.task_status(task, TaskStatus.QUEUED, attempt=task.attempt)
 
 
@@ -553,7 +559,7 @@ def job_requeue(*, job_id) -> int:
         waiting = Task.objects.filter(job_id=job_id, status=TaskStatus.PENDING, next_attempt_at__gt=change.now).update(
             next_attempt_at=change.now
         )
-        change.messages += [TaskMessage(str(t.id), t.attempt, t.queue, t.timeout, str(t.job_id)) for t in queued]
+        change.messages += [task_message(t) for t in queued]
         _settle(change)
         _commit(change)
     return len(queued) + waiting
@@ -571,9 +577,7 @@ def tasks_resend(*, job_id, tasks: list[Task]) -> int:
         still = Task.objects.filter(id__in=[t.id for t in tasks], status=TaskStatus.QUEUED)
         current = {t.id for t in still.only("id")}
         still.update(queued_at=now)
-        change.messages += [
-            TaskMessage(str(t.id), t.attempt, t.queue, t.timeout, str(t.job_id)) for t in tasks if t.id in current
-        ]
+        change.messages += [task_message(t) for t in tasks if t.id in current]
         _commit(change)
     return len(change.messages)
 

@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db.models import F, Min
 from django.utils import timezone
 
-from core.queue import TaskMessage, messages_waiting
+from core.queue import messages_waiting
 from jobs.budgets import jobs_over_budget
-from jobs.lifecycle import task_fail_attempt, tasks_resend
+from jobs.lifecycle import task_fail_attempt, task_message, tasks_resend
 from jobs.models import JOB_ACTIVE, Job, Task, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def tasks_requeue_lost(limit: int = 100) -> int:
         return 0
     # A message still waiting in its queue (workers busy) is not lost: leave it, and look
     # again only after another AGENTBUS_REQUEUE_AFTER.
-    waiting = messages_waiting([TaskMessage(str(t.id), t.attempt, t.queue, t.timeout, str(t.job_id)) for t in lost])
+    waiting = messages_waiting([task_message(t) for t in lost])
     by_job: dict = defaultdict(list)
     for task in lost:
         by_job[task.job_id].append(task)
