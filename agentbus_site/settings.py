@@ -284,6 +284,10 @@ AGENTBUS_TASK_HEARTBEAT_TIMEOUT = env_float("AGENTBUS_TASK_HEARTBEAT_TIMEOUT", 3
 AGENTBUS_RETRY_BACKOFF_BASE = env_float("AGENTBUS_RETRY_BACKOFF_BASE", 2.0, minimum=0.0)
 AGENTBUS_RETRY_BACKOFF_MAX = env_float("AGENTBUS_RETRY_BACKOFF_MAX", 300.0, minimum=0.0)
 AGENTBUS_LEADER_LOCK_TTL = env_float("AGENTBUS_LEADER_LOCK_TTL", 5.0, minimum=0.5)
+# The sliding window of the per-agent rate limits (agents.rate_limits): rate_limit_rpm
+# and rate_limit_tpm count over this many seconds. 60 is what "per minute" means; tests
+# shorten it.
+AGENTBUS_RATE_WINDOW_SECONDS = env_float("AGENTBUS_RATE_WINDOW_SECONDS", 60.0, minimum=0.1)
 # How often an idle orchestrator re-reads PostgreSQL for work whose message was lost.
 AGENTBUS_RECONCILE_INTERVAL = env_float("AGENTBUS_RECONCILE_INTERVAL", 1.0, minimum=0.05)
 # A task queued this long without a worker starting it is sent again (lost message).

@@ -14,6 +14,7 @@ class AgentDefinitionAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "kind", "description", "enabled")}),
         ("Routing and policy", {"fields": ("queue", "timeout", "max_attempts", "retry_backoff", "concurrency")}),
+        ("Rate limits", {"fields": ("rate_limit_rpm", "rate_limit_tpm")}),
         ("Circuit breaker", {"fields": ("breaker_fail_max", "breaker_reset_timeout")}),
         ("HTTP agent", {"fields": ("url", "secret", "reply_secret")}),
         ("MCP server / A2A agent", {"fields": ("auth_header", "allowed_tools")}),

@@ -33,6 +33,18 @@ class AgentDefinition(models.Model):
     concurrency = models.PositiveIntegerField(
         null=True, blank=True, help_text="At most this many tasks of this agent run at once; empty is unlimited."
     )
+    rate_limit_rpm = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Requests (dispatched attempts) per minute, over all workers; empty is unlimited.",
+    )
+    rate_limit_tpm = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="LLM tokens per minute (as the provider reported them), over all workers; empty is unlimited.",
+    )
     breaker_fail_max = models.PositiveSmallIntegerField(
         default=5, validators=[MinValueValidator(1)], help_text="Consecutive failures that open the circuit."
     )
@@ -73,6 +85,15 @@ class AgentDefinition(models.Model):
                 condition=Q(kind__in=[k.value for k in CONFIGURABLE_KINDS]), name="agentdef_kind_valid"
             ),
             models.CheckConstraint(condition=~Q(kind=AgentKind.HTTP) | ~Q(url=""), name="agentdef_http_has_url"),
+            # A limit of 0 would hold the agent's tasks forever: empty means unlimited.
+            models.CheckConstraint(
+                condition=Q(rate_limit_rpm__isnull=True) | Q(rate_limit_rpm__gte=1),
+                name="agentdef_rate_limit_rpm_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(rate_limit_tpm__isnull=True) | Q(rate_limit_tpm__gte=1),
+                name="agentdef_rate_limit_tpm_positive",
+            ),
         ]
 
     def __str__(self) -> str:

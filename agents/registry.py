@@ -49,6 +49,11 @@ class AgentSpec:
     retry_backoff: float | None = None
     # At most this many tasks of the agent run at once, over all workers (None: no limit).
     concurrency: int | None = None
+    # Rate limits as LLM providers impose them, over all workers (agents.rate_limits):
+    # dispatched attempts per minute, and tokens the agent's LLM calls reported per
+    # minute (None: no limit).
+    rate_limit_rpm: int | None = None
+    rate_limit_tpm: int | None = None
     # Circuit breaker around the agent's external calls (agents.breakers).
     breaker_fail_max: int = 5
     breaker_reset_timeout: int = 30
@@ -79,6 +84,8 @@ class AgentSpec:
             "max_attempts": self.max_attempts,
             "retry_backoff": self.retry_backoff,
             "concurrency": self.concurrency,
+            "rate_limit_rpm": self.rate_limit_rpm,
+            "rate_limit_tpm": self.rate_limit_tpm,
             "description": self.description,
             "source": self.source,
         }
@@ -103,10 +110,17 @@ def agent(
     description: str = "",
     retry_backoff: float | None = None,
     concurrency: int | None = None,
+    rate_limit_rpm: int | None = None,
+    rate_limit_tpm: int | None = None,
     breaker_fail_max: int = 5,
     breaker_reset_timeout: int = 30,
 ) -> Callable:
     """Register a Python function as an agent: ``def my_agent(ctx) -> output``."""
+
+    for limit_name, limit in (("rate_limit_rpm", rate_limit_rpm), ("rate_limit_tpm", rate_limit_tpm)):
+        # Caught at import, in AppConfig.ready: a limit of 0 would block the agent forever.
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ImproperlyConfigured(f"@agent({name!r}): {limit_name} must be an integer >= 1 or None")
 
     def register(func: Callable) -> Callable:
         agent_register(
@@ -120,6 +134,8 @@ def agent(
                 handler=func,
                 retry_backoff=retry_backoff,
                 concurrency=concurrency,
+                rate_limit_rpm=rate_limit_rpm,
+                rate_limit_tpm=rate_limit_tpm,
                 breaker_fail_max=breaker_fail_max,
                 breaker_reset_timeout=breaker_reset_timeout,
             )
@@ -171,7 +187,7 @@ def agents_load() -> None:
 # Fields an HTTP or LLM agent may set in the settings file or the database.
 CONFIG_FIELDS = (
     "queue", "timeout", "max_attempts", "description", "retry_backoff", "concurrency",
-    "breaker_fail_max", "breaker_reset_timeout", "url", "secret", "reply_secret", "model", "base_url",
+    "rate_limit_rpm", "rate_limit_tpm", "breaker_fail_max", "breaker_reset_timeout", "url", "secret", "reply_secret", "model", "base_url",
     "api_key", "system_prompt", "max_tokens", "auth_header", "allowed_tools",
 )  # fmt: skip
 

@@ -30,6 +30,12 @@ class AgentConfigSerializer(serializers.Serializer):
     max_attempts = StrictIntegerField(min_value=1, required=False, default=3)
     retry_backoff = StrictFloatField(min_value=0, max_value=3600, required=False, allow_null=True, default=None)
     concurrency = StrictIntegerField(min_value=1, max_value=100_000, required=False, allow_null=True, default=None)
+    rate_limit_rpm = StrictIntegerField(
+        min_value=1, max_value=10_000_000, required=False, allow_null=True, default=None
+    )
+    rate_limit_tpm = StrictIntegerField(
+        min_value=1, max_value=1_000_000_000, required=False, allow_null=True, default=None
+    )
     breaker_fail_max = StrictIntegerField(min_value=1, max_value=1000, required=False, default=5)
     breaker_reset_timeout = StrictIntegerField(min_value=1, max_value=24 * 3600, required=False, default=30)
     url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
