@@ -8,6 +8,7 @@ from rq import Worker
 
 from agents.breakers import breaker_status
 from agents.limits import slots_in_use
+from agents.rate_limits import rate_state
 from agents.registry import agents_all
 from core.redis import redis_client
 
@@ -17,7 +18,8 @@ logger = logging.getLogger(__name__)
 def agents_with_health() -> list[dict]:
     """Every agent with ``health``: ``ok``, ``degraded`` (circuit half-open: on trial),
     ``down`` (circuit open) or ``no_workers`` (nobody serves its queue), and the
-    number of workers on its queue; plus its circuit breaker's state."""
+    number of workers on its queue; plus its circuit breaker's state and its rate
+    limits' window (``rate_limit``, None when it has none)."""
     try:
         workers = Worker.all(connection=redis_client())
         serving: dict[str, int] = {}
@@ -49,5 +51,20 @@ def agents_with_health() -> list[dict]:
             health = "ok"
         item["health"] = {"status": health, "workers": workers_on_queue, "running": running}
         item["circuit"] = circuit
+        item["rate_limit"] = _rate_limit_or_unknown(spec)
         agents.append(item)
     return agents
+
+
+def _rate_limit_or_unknown(spec) -> dict | None:
+    try:
+        return rate_state(spec)
+    except Exception as exc:  # Redis down: the limits are still known, the counts are not
+        logger.warning("cannot read the rate limits of agent %s from Redis: %s", spec.name, exc)
+        return {
+            "rpm": spec.rate_limit_rpm,
+            "tpm": spec.rate_limit_tpm,
+            "requests_last_minute": None,
+            "tokens_last_minute": None,
+            "wait_seconds": None,
+        }

@@ -1,5 +1,5 @@
 """The agents API: GET /agents lists every registered agent for everyone (kind, queue,
-health, circuit); POST /agents registers an HTTP or LLM agent, staff only."""
+health, circuit, rate limits); POST /agents registers an HTTP or LLM agent, staff only."""
 
 from __future__ import annotations
 
@@ -23,6 +23,23 @@ class IsStaffOrReadOnly(permissions.BasePermission):
         return bool(request.user and request.user.is_staff)
 
 
+class RateLimitOutputSerializer(serializers.Serializer):
+    """An agent's rate limits and its sliding window now (agents.rate_limits)."""
+
+    rpm = serializers.IntegerField(allow_null=True, help_text="Requests per minute; null: no request limit.")
+    tpm = serializers.IntegerField(allow_null=True, help_text="LLM tokens per minute; null: no token limit.")
+    requests_last_minute = serializers.IntegerField(
+        allow_null=True, help_text="Attempts dispatched in the window; null when Redis cannot be read."
+    )
+    tokens_last_minute = serializers.IntegerField(
+        allow_null=True,
+        help_text="Tokens the agent's LLM calls reported in the window; null when Redis cannot be read.",
+    )
+    wait_seconds = serializers.FloatField(
+        allow_null=True, help_text="Until the window admits one more request; 0: it would be dispatched now."
+    )
+
+
 class AgentOutputSerializer(serializers.Serializer):
     """An agent as everyone sees it; secrets and API keys are never shown."""
 
@@ -33,6 +50,8 @@ class AgentOutputSerializer(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     retry_backoff = serializers.FloatField(allow_null=True)
     concurrency = serializers.IntegerField(allow_null=True)
+    rate_limit_rpm = serializers.IntegerField(allow_null=True, help_text="Declared requests per minute.")
+    rate_limit_tpm = serializers.IntegerField(allow_null=True, help_text="Declared LLM tokens per minute.")
     description = serializers.CharField()
     source = serializers.ChoiceField(choices=["code", "settings", "database"])
     url = serializers.URLField(required=False, help_text="HTTP agents, MCP servers, A2A agents' cards.")
@@ -40,6 +59,7 @@ class AgentOutputSerializer(serializers.Serializer):
     model = serializers.CharField(required=False, help_text="LLM agents and the planner only.")
     health = serializers.DictField(help_text='{"status": ok|degraded|down|no_workers|unknown, "workers", "running"}')
     circuit = serializers.DictField(help_text='{"state": closed|open|half-open, "failures", "retry_in", ...}')
+    rate_limit = RateLimitOutputSerializer(allow_null=True, help_text="null when the agent has no rate limits.")
 
 
 class AgentListOutputSerializer(serializers.Serializer):
@@ -54,11 +74,14 @@ EXAMPLE_AGENT = {
     "max_attempts": 3,
     "retry_backoff": 2.0,
     "concurrency": 4,
+    "rate_limit_rpm": 60,
+    "rate_limit_tpm": None,
     "description": "Summarises a document.",
     "source": "database",
     "url": "https://agents.internal/summarise",
     "health": {"status": "ok", "workers": 2, "running": 1},
     "circuit": {"state": "closed", "failures": 0},
+    "rate_limit": {"rpm": 60, "tpm": None, "requests_last_minute": 12, "tokens_last_minute": 0, "wait_seconds": 0.0},
 }
 
 
@@ -67,7 +90,7 @@ class AgentListView(APIView):
 
     @extend_schema(
         operation_id="agents_list",
-        summary="The registered agents, with health and circuit state",
+        summary="The registered agents, with health, circuit and rate-limit state",
         responses={200: AgentListOutputSerializer, 401: UNAUTHENTICATED},
         examples=[OpenApiExample("One HTTP agent", value={"agents": [EXAMPLE_AGENT]}, response_only=True)],
     )

@@ -1,5 +1,6 @@
 """GET /metrics on the web process: its own metrics, and the state of the deployment
-(jobs and tasks by status, queues, workers, the leader) read at scrape time."""
+(jobs and tasks by status, queues, workers, the leader, circuits and rate limits) read
+at scrape time."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from rq import Worker
 
 from agents.breakers import breaker_status
+from agents.rate_limits import rate_state
 from agents.registry import agents_all
 from core.heartbeats import leader_identity
 from core.metrics import metrics_collector_register, metrics_render
@@ -85,10 +87,51 @@ def _circuits() -> Iterable[Metric]:
     yield family
 
 
+def _rate_limits() -> Iterable[Metric]:
+    # Only agents with a limit, each one EVAL: the window's counts beside the limits, so
+    # a dashboard shows how close an agent runs to its provider's quota.
+    families = {
+        "requests": GaugeMetricFamily(
+            "agentbus_agent_rate_limit_requests",
+            "Attempts dispatched to each rate-limited agent in the last window (a minute).",
+            labels=["agent"],
+        ),
+        "tokens": GaugeMetricFamily(
+            "agentbus_agent_rate_limit_tokens",
+            "Tokens each rate-limited agent's LLM calls reported in the last window (a minute).",
+            labels=["agent"],
+        ),
+        "rpm": GaugeMetricFamily(
+            "agentbus_agent_rate_limit_rpm", "Declared requests per minute of each agent.", labels=["agent"]
+        ),
+        "tpm": GaugeMetricFamily(
+            "agentbus_agent_rate_limit_tpm", "Declared LLM tokens per minute of each agent.", labels=["agent"]
+        ),
+        "wait": GaugeMetricFamily(
+            "agentbus_agent_rate_limit_wait_seconds",
+            "Seconds until each rate-limited agent's window admits one more request (0: now).",
+            labels=["agent"],
+        ),
+    }
+    for spec in agents_all():
+        state = rate_state(spec)
+        if state is None:
+            continue
+        families["requests"].add_metric([spec.name], state["requests_last_minute"])
+        families["tokens"].add_metric([spec.name], state["tokens_last_minute"])
+        families["wait"].add_metric([spec.name], state["wait_seconds"])
+        if state["rpm"]:
+            families["rpm"].add_metric([spec.name], state["rpm"])
+        if state["tpm"]:
+            families["tpm"].add_metric([spec.name], state["tpm"])
+    yield from families.values()
+
+
 metrics_collector_register("jobs_and_tasks", _jobs_and_tasks)
 metrics_collector_register("queues", _queues)
 metrics_collector_register("orchestrator", _orchestrator)
 metrics_collector_register("circuits", _circuits)
+metrics_collector_register("rate_limits", _rate_limits)
 
 
 def metrics_view(request) -> HttpResponse:
