@@ -47,6 +47,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
 local rpm = tonumber(ARGV[2])
 local tpm = tonumber(ARGV[3])
+-- A member that is not ours (Redis is not trusted) counts 0 rather than failing the script.
+local function entry_tokens(entry)
+  return tonumber(string.match(entry, '^(%d+)|')) or 0
+end
 local function window_state()
   local since = now - window
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', since)
@@ -61,13 +65,13 @@ local function window_state()
   local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
   local tokens = 0
   for i = 1, #entries, 2 do
-    tokens = tokens + tonumber(string.match(entries[i], '^(%d+)|'))
+    tokens = tokens + entry_tokens(entries[i])
   end
   if tpm > 0 and tokens >= tpm then
     -- Oldest first, until what stays in the window is under the limit.
     local left = tokens
     for i = 1, #entries, 2 do
-      left = left - tonumber(string.match(entries[i], '^(%d+)|'))
+      left = left - entry_tokens(entries[i])
       if left < tpm then
         wait = math.max(wait, tonumber(entries[i + 1]) + window - now)
         break
@@ -140,7 +144,9 @@ def rate_reserve(spec: AgentSpec, *, member: str) -> float:
 
     Returns 0.0 when it was taken (or the agent has no limits: Redis is not touched),
     else the seconds until the window admits one more request (> 0); nothing is
-    recorded then. Redis errors are raised: the caller decides whether to send anyway.
+    recorded then. A ``member`` already in the window is admitted again without a
+    second entry, so a dispatch retried after a crash costs one request, not two.
+    Redis errors are raised: the caller decides whether to send anyway.
     """
     if not _limited(spec):
         return 0.0
@@ -148,7 +154,9 @@ def rate_reserve(spec: AgentSpec, *, member: str) -> float:
 
 
 def rate_release(spec: AgentSpec, *, member: str) -> None:
-    """Give back a reservation whose task was not sent after all (one ZREM)."""
+    """Give back a reservation whose task was not sent after all (one ZREM; a member
+    not in the window is a no-op). Redis errors are raised; an unreleased reservation
+    only costs its slot until it ages out of the window."""
     if not _limited(spec):
         return
     redis_client().zrem(f"agentbus:agent:{spec.name}:rate:requests", member)

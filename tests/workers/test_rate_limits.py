@@ -271,3 +271,11 @@ def test_metrics_show_each_limited_agents_window_and_limits(db, settings, code_a
     assert samples[("agentbus_agent_rate_limit_tpm", spec.name)] == 500
     assert samples[("agentbus_agent_rate_limit_wait_seconds", spec.name)] == 0
     assert ("agentbus_agent_rate_limit_requests", "echo") not in samples  # unlimited: no series
+
+
+def test_a_token_entry_that_is_not_ours_counts_nothing_instead_of_failing(window, redis_flushed):
+    spec = limited(tpm=100)
+    redis_flushed.zadd(f"agentbus:agent:{spec.name}:rate:tokens", {"garbage": time.time() * 1000})
+    tokens_record(spec, 30, member="a:1")
+    assert rate_state(spec)["tokens_last_minute"] == 30
+    assert rate_reserve(spec, member="a:1") == 0.0
