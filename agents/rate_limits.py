@@ -9,9 +9,9 @@ Two sliding-window logs per limited agent, sorted sets scored by the time of the
 * ``agentbus:agent:{name}:rate:tokens``: one member per LLM call that reported usage,
   ``"<tokens>|<member>|<nonce>"``, added by ``tokens_record``.
 
-The window is ``AGENTBUS_RATE_WINDOW_SECONDS`` (60). Every function is one Lua script,
-so one round trip and atomic in Redis: two dispatchers cannot both take the last
-request of a window. Times are Redis's clock (``TIME``) in integer milliseconds, so
+The window is ``AGENTBUS_RATE_WINDOW_SECONDS`` (60). Every call is one round trip, atomic
+in Redis: a Lua script (``rate_release`` a single ZREM), so two dispatchers cannot both
+take the last request of a window. Times are Redis's clock (``TIME``) in integer milliseconds, so
 hosts with skewed clocks share one window, and scores survive Lua's number-to-string
 conversion exactly.
 
