@@ -296,6 +296,19 @@ AGENTBUS_REQUEUE_AFTER = env_float("AGENTBUS_REQUEUE_AFTER", 60.0, minimum=1.0)
 # itself, without the round trip through Redis (jobs.lifecycle.task_succeed).
 AGENTBUS_EAGER_HANDOFF = env_bool("AGENTBUS_EAGER_HANDOFF", True)
 
+# --- who runs first (jobs/scheduling.py) ---------------------------------------------------
+# Off: every ready task is sent to its queue at once, first in first out (no priority,
+# fair shares or concurrency keys); for comparison in bench/pipeline.py --no-scheduling.
+AGENTBUS_SCHEDULING = env_bool("AGENTBUS_SCHEDULING", True)
+# Tasks a queue holds in flight (sent or running) beyond one per live worker on it: a
+# freeing worker finds the next one at once, and a late priority waits behind at most this.
+AGENTBUS_QUEUE_PREFETCH = env_int("AGENTBUS_QUEUE_PREFETCH", 2, minimum=0)
+# Fair shares compare what each user (or concurrency key) was sent over this many seconds.
+AGENTBUS_FAIR_WINDOW = env_float("AGENTBUS_FAIR_WINDOW", 60.0, minimum=1.0)
+# One slot in this many goes to the task that has waited longest, whatever its priority
+# or owner, so no band waits for ever (aging). 0: strict priority.
+AGENTBUS_OLDEST_SHARE = env_int("AGENTBUS_OLDEST_SHARE", 10, minimum=0)
+
 # --- human in the loop (jobs/reviews.py) ---------------------------------------------------
 # Deadline (seconds) of a review gate whose plan task names none; 0: no deadline.
 AGENTBUS_REVIEW_DEADLINE = env_int("AGENTBUS_REVIEW_DEADLINE", 0, minimum=0)

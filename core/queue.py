@@ -179,3 +179,16 @@ def messages_waiting(messages: list[TaskMessage]) -> set[str]:
         for message, position, exists in zip(messages, replies[::2], replies[1::2], strict=True)
         if position is not None and exists
     }
+
+
+def queues_capacity(names: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """``{queue: (workers, waiting messages)}``: the RQ workers registered on each queue
+    and the messages on its list, in one Redis round trip (jobs.scheduling sizes what a
+    queue may hold by its workers, and hands a task to a worker only past an empty list)."""
+    names = list(names)
+    pipe = redis_client().pipeline(transaction=False)
+    for name in names:
+        pipe.scard(f"rq:workers:{name}")
+        pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
+    replies = pipe.execute()
+    return {name: (replies[2 * i], replies[2 * i + 1]) for i, name in enumerate(names)}

@@ -42,10 +42,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, DateTimeField, F, Value, When
 from django.dispatch import Signal
 from django.utils import timezone
 
+from agents.rate_limits import tokens_record
 from agents.registry import agent_get
 from core.errors import ApplicationError, Conflict, Gone
 from core.queue import TaskMessage, tasks_enqueue
@@ -71,8 +72,10 @@ from jobs.plans import (
     plan_check,
     plan_problems,
     task_rows,
+    task_scheduling,
 )
 from jobs.reviews import gates
+from jobs.scheduling import admission_ask, dispatch_plan, task_message
 from jobs.spawn import spawn_validate
 
 logger = logging.getLogger(__name__)
@@ -86,13 +89,14 @@ job_finished = Signal()
 # small; inputs and outputs live on the tasks).
 _JOB_FIELDS = (
     "id", "owner_id", "status", "plan", "review_plan", "remember", "last_seq", "advanced_seq",
-    "max_tasks", "max_tokens", "tokens_used", "deadline_at", "started_at",
+    "max_tasks", "max_tokens", "tokens_used", "deadline_at", "started_at", "priority", "concurrency_key",
+    "concurrency_limit",
 )  # fmt: skip
 
 # The task columns settling needs; whole rows would drag every input and output along.
 _TASK_FIELDS = (
     "id", "key", "agent", "status", "depends_on", "allow_failure", "attempt", "max_attempts",
-    "queue", "timeout", "next_attempt_at", "error", "review",
+    "queue", "timeout", "next_attempt_at", "error", "review", "concurrency_key",
 )  # fmt: skip
 
 # Tasks that no dependent may wait for any longer.
@@ -171,12 +175,6 @@ def _commit(change: Change, *, seen: Seen = Seen.SETTLED) -> None:
     if change.messages:
         messages = list(change.messages)
         transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
-
-
-def task_message(task: Task, *, job_id=None) -> TaskMessage:
-    """The queue message of a task's current attempt (``job_id`` when the row was read
-    without it)."""
-    return TaskMessage(str(task.id), task.attempt, task.queue, task.timeout, str(job_id or task.job_id))
 
 
 def _running(task: Task):
@@ -281,6 +279,7 @@ def _plan_step(change: Change) -> bool:
             max_attempts=PLANNER_MAX_ATTEMPTS,
             timeout=PLANNER_TIMEOUT,
             created_at=change.now,
+            **task_scheduling(job),
         )
         tasks.append(planner)
         _job_set(change, JobStatus.PLANNING, started_at=change.now)
@@ -318,7 +317,7 @@ def _write_plan(change: Change, *, status_written: bool = False) -> None:
     """The plan becomes Task rows and the job runs (``status_written``: the job row was
     inserted running, by job_create)."""
     job = change.job
-    rows = task_rows(job_id=job.id, specs=job.plan["tasks"], now=change.now)
+    rows = task_rows(job=job, specs=job.plan["tasks"], now=change.now)
     Task.objects.bulk_create(rows)
     _tasks(change).extend(rows)
     _job_set(
@@ -402,13 +401,19 @@ def _before_gates_hold(change: Change, ready: list[Task]) -> list[Task]:
 
 
 def _dispatch(change: Change, ready: list[Task]) -> None:
-    """The one place a task is sent to a queue: claim the next attempt of each ready task
-    with a conditional UPDATE (never twice for one attempt) and send its message on
-    commit. A scheduling policy (priority, fair shares) orders ``ready`` here."""
+    """The one place a task is dispatched: claim the next attempt of each ready task with
+    a conditional UPDATE (never twice for one attempt). Who runs first is
+    jobs.scheduling's: what it lets through now is sent on commit (``sent_at``); the rest
+    waits in PostgreSQL, queued, for its admission."""
     if not ready:
         return
+    plan = dispatch_plan(ready)
     claimed = Task.objects.filter(id__in=[t.id for t in ready], status=TaskStatus.PENDING).update(
-        status=TaskStatus.QUEUED, attempt=F("attempt") + 1, queued_at=change.now, next_attempt_at=None
+        status=TaskStatus.QUEUED,
+        attempt=F("attempt") + 1,
+        queued_at=change.now,
+        next_attempt_at=None,
+        **_sent_columns(plan.send_now, change.now, everyone=len(plan.send_now) == len(ready)),
     )
     if claimed != len(ready):  # cannot happen while we hold the job lock; be loud if it does
         logger.error("dispatch claimed %d of %d ready tasks of job %s", claimed, len(ready), change.job.id)
@@ -416,8 +421,26 @@ def _dispatch(change: Change, ready: list[Task]) -> None:
         task.status = TaskStatus.QUEUED
         task.attempt += 1
         task.next_attempt_at = None
-        change.messages.append(task_message(task, job_id=change.job.id))
-        change.task_status(task, TaskStatus.QUEUED, attempt=task.attempt)
+        if task.id in plan.send_now:
+            change.messages.append(task_message(task, job_id=change.job.id))
+            change.task_status(task, TaskStatus.QUEUED, attempt=task.attempt)
+        else:
+            change.task_status(task, TaskStatus.QUEUED, attempt=task.attempt, waiting=True)
+    if plan.waiting_queues:
+        waiting, admit = plan.waiting_queues, plan.admit_after
+        transaction.on_commit(lambda: admission_ask(waiting, admit=admit), robust=True)
+
+
+def _sent_columns(send_now: set, now, *, everyone: bool) -> dict:
+    """``sent_at`` and ``wait_reason`` of dispatched tasks: sent now, or waiting."""
+    if everyone:
+        return {"sent_at": now, "wait_reason": ""}
+    if not send_now:
+        return {"sent_at": None, "wait_reason": "capacity"}
+    return {
+        "sent_at": Case(When(id__in=send_now, then=Value(now)), default=None, output_field=DateTimeField()),
+        "wait_reason": Case(When(id__in=send_now, then=Value("")), default=Value("capacity")),
+    }
 
 
 def _finish_if_done(change: Change, tasks: list[Task]) -> None:
@@ -524,6 +547,7 @@ def job_retry_failed(*, job_id) -> Job:
             next_attempt_at=None,
             heartbeat_at=None,
             queued_at=None,
+            sent_at=None,
             started_at=None,
             finished_at=None,
         )
@@ -541,7 +565,8 @@ def job_retry_failed(*, job_id) -> Job:
 
 
 def job_requeue(*, job_id) -> int:
-    """Send again the messages of a job's queued tasks, and run its waiting retries now.
+    """Send again the messages of a job's queued tasks that were sent, and run its
+    waiting retries now (tasks waiting for their admission are left to it).
 
     For an operator who knows the queue lost messages (Redis flushed, a queue emptied in
     the RQ dashboard) and does not want to wait for the reconciler. A duplicate is
@@ -551,11 +576,11 @@ def job_requeue(*, job_id) -> int:
     with transaction.atomic():
         change = _lock(job_id)
         queued = list(
-            Task.objects.filter(job_id=job_id, status=TaskStatus.QUEUED).only(
+            Task.objects.filter(job_id=job_id, status=TaskStatus.QUEUED, sent_at__isnull=False).only(
                 "id", "job_id", "attempt", "queue", "timeout"
             )
         )
-        Task.objects.filter(id__in=[t.id for t in queued], status=TaskStatus.QUEUED).update(queued_at=change.now)
+        Task.objects.filter(id__in=[t.id for t in queued], status=TaskStatus.QUEUED).update(sent_at=change.now)
         waiting = Task.objects.filter(job_id=job_id, status=TaskStatus.PENDING, next_attempt_at__gt=change.now).update(
             next_attempt_at=change.now
         )
@@ -574,9 +599,9 @@ def tasks_resend(*, job_id, tasks: list[Task]) -> int:
         if change is None:
             return 0
         now = timezone.now()
-        still = Task.objects.filter(id__in=[t.id for t in tasks], status=TaskStatus.QUEUED)
+        still = Task.objects.filter(id__in=[t.id for t in tasks], status=TaskStatus.QUEUED, sent_at__isnull=False)
         current = {t.id for t in still.only("id")}
-        still.update(queued_at=now)
+        still.update(sent_at=now)
         change.messages += [task_message(t) for t in tasks if t.id in current]
         _commit(change)
     return len(change.messages)
@@ -667,7 +692,7 @@ def task_succeed(*, task: Task, output, spawn: list | None = None, handoff_queue
         if done != 1:
             return Succeeded(False)
         if specs:
-            Task.objects.bulk_create(task_rows(job_id=task.job_id, specs=specs, now=change.now))
+            Task.objects.bulk_create(task_rows(job=change.job, specs=specs, now=change.now))
         extra = {"spawned": [s["key"] for s in specs]} if specs else {}
         change.task_status(task, TaskStatus.SUCCEEDED, attempt=task.attempt, **extra)
         _settle(change)
@@ -813,6 +838,9 @@ def task_usage_record(*, task: Task, prompt_tokens: int, completion_tokens: int,
         if job.status not in JOB_TERMINAL and budget_exceeded(job, change.now):
             _settle(change)
             _commit(change)
+    spec = agent_get(task.agent)
+    if spec is not None:  # toward the agent's tokens-per-minute limit (agents.rate_limits)
+        tokens_record(spec, int(total_tokens), member=f"{task.id}:{task.attempt}")
     return job.tokens_used
 
 

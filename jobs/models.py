@@ -55,7 +55,11 @@ class Job(models.Model):
     requirements = models.TextField(blank=True)
     plan = models.JSONField(null=True, blank=True, help_text="The plan as submitted (or as planned).")
     review_plan = models.BooleanField(default=False)
+    # Who runs first (jobs.scheduling): the default priority of the job's tasks, and a
+    # concurrency key ("customer-42", scoped to the owner) capping its tasks in flight.
     priority = models.SmallIntegerField(default=0)
+    concurrency_key = models.CharField(max_length=100, blank=True, db_default="")
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # Store the job's final outputs as memories of its owner when it succeeds (memory/).
     remember = models.BooleanField(default=False)
@@ -150,18 +154,47 @@ class Task(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Scheduling (jobs.scheduling). A queued task waits in PostgreSQL until it is sent to
+    # its RQ queue (``sent_at``); ``wait_reason`` says why it has not been yet.
+    # (Database defaults too: bulk loads in SQL, as bench/ and tests do, need none of them.)
+    priority = models.SmallIntegerField(default=0, db_default=0)
+    fair_key = models.CharField(max_length=140, blank=True, db_default="")
+    concurrency_key = models.CharField(max_length=140, blank=True, db_default="")
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    wait_reason = models.CharField(max_length=20, blank=True, db_default="")
 
     class Meta:
         ordering = ["created_at", "key"]
         indexes = [
+            # Scheduling: the waiting line of each queue, and what is in flight on it.
+            models.Index(
+                fields=["queue", "queued_at"],
+                name="task_waiting",
+                condition=Q(status=TaskStatus.QUEUED, sent_at__isnull=True),
+            ),
+            models.Index(
+                fields=["queue", "sent_at"],
+                name="task_active_queue",
+                condition=Q(status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]),
+            ),
+            # Scheduling: a concurrency key's tasks in flight, and a fair key's recent sends.
+            models.Index(
+                fields=["concurrency_key"],
+                name="task_concurrency_key",
+                condition=Q(status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]) & ~Q(concurrency_key=""),
+            ),
+            models.Index(fields=["fair_key", "sent_at"], name="task_fair_sent", condition=Q(sent_at__isnull=False)),
             # Orchestrator: retries whose backoff has run out.
             models.Index(
                 fields=["next_attempt_at"],
                 name="task_retry_due",
                 condition=Q(status=TaskStatus.PENDING, next_attempt_at__isnull=False),
             ),
-            # Reconciler: queued tasks whose message may have been lost.
-            models.Index(fields=["queued_at"], name="task_queued", condition=Q(status=TaskStatus.QUEUED)),
+            # Reconciler: sent tasks whose message may have been lost.
+            models.Index(
+                fields=["sent_at"], name="task_sent", condition=Q(status=TaskStatus.QUEUED, sent_at__isnull=False)
+            ),
             # Reconciler: running tasks whose worker stopped beating.
             models.Index(fields=["heartbeat_at"], name="task_running", condition=Q(status=TaskStatus.RUNNING)),
         ]
@@ -373,3 +406,30 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return f"artifact {self.name} of {self.task_id}"
+
+
+class SchedulingWeight(models.Model):
+    """An operator's weight for a user's (or a group's members') fair share of the
+    workers: a user of weight 2 is served twice as much as one of weight 1 while both
+    have work waiting (jobs.scheduling). Without a row, a user weighs 1; a user in
+    several weighted groups takes the largest."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="scheduling_weight"
+    )
+    group = models.OneToOneField(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="scheduling_weight"
+    )
+    weight = models.PositiveIntegerField(default=1, help_text="Relative share, 1 to 1000.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False, group__isnull=True) | Q(user__isnull=True, group__isnull=False)),
+                name="scheduling_weight_user_or_group",
+            ),
+            models.CheckConstraint(condition=Q(weight__gte=1, weight__lte=1000), name="scheduling_weight_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"weight {self.weight} for {self.user or self.group}"

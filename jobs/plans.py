@@ -2,7 +2,9 @@
 
 A plan is ``{"tasks": [task, ...]}``, a task
 ``{"key", "agent", "input"?, "depends_on"?, "review"?, "max_attempts"?, "timeout"?,
-"allow_failure"?, "gate"?}`` (``gate``: who decides its reviews, see jobs.reviews). Errors name the offending field as a path into the request body,
+"allow_failure"?, "priority"?, "gate"?}`` (``gate``: who decides its reviews, see
+jobs.reviews; ``priority``: the task's own, else its job's, see jobs.scheduling).
+Errors name the offending field as a path into the request body,
 e.g. ``plan.tasks[2].depends_on``.
 """
 
@@ -18,6 +20,7 @@ from agents.registry import agent_get
 from core.errors import ApplicationError, flatten_errors
 from core.fields import BoundedJSONObjectField, StrictBooleanField, StrictCharField, StrictIntegerField
 from jobs.models import ReviewMode, Task
+from jobs.scheduling import fair_key_of
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -52,6 +55,7 @@ class PlanTaskSerializer(serializers.Serializer):
     max_attempts = StrictIntegerField(required=False, min_value=1)
     timeout = StrictIntegerField(required=False, min_value=1)
     allow_failure = StrictBooleanField(required=False, default=False)
+    priority = StrictIntegerField(required=False, min_value=-100, max_value=100)
     gate = GateSerializer(required=False)
 
     def validate_key(self, value: str) -> str:
@@ -177,12 +181,14 @@ def plan_problems(exc: ApplicationError) -> str:
     return "; ".join(f"{path}: {', '.join(messages)}" for path, messages in exc.fields.items()) or exc.message
 
 
-def task_rows(*, job_id, specs: list[dict], now) -> list[Task]:
+def task_rows(*, job, specs: list[dict], now) -> list[Task]:
     """Unsaved Task rows for validated plan tasks (a plan, a spawn): the one place a plan
-    task becomes a row."""
+    task becomes a row. The job gives their scheduling: its priority (unless a task has
+    its own), its owner's fair share and its concurrency key (jobs.scheduling)."""
     return [
         Task(
-            job_id=job_id,
+            job_id=job.id,
+            **task_scheduling(job, spec.get("priority")),
             key=spec["key"],
             agent=spec["agent"],
             queue=spec["queue"],
@@ -196,3 +202,13 @@ def task_rows(*, job_id, specs: list[dict], now) -> list[Task]:
         )
         for spec in specs
     ]
+
+
+def task_scheduling(job, priority: int | None = None) -> dict:
+    """The scheduling columns of a new task of ``job`` (jobs.scheduling)."""
+    return {
+        "priority": job.priority if priority is None else priority,
+        "fair_key": fair_key_of(job.owner_id, job.concurrency_key),
+        "concurrency_key": job.concurrency_key,
+        "concurrency_limit": job.concurrency_limit,
+    }

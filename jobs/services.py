@@ -18,6 +18,7 @@ from jobs.budgets import budget_fields
 from jobs.models import JOB_ACTIVE, Job
 from jobs.plans import plan_validate
 from jobs.reviews.gate_policy import gates_authorize
+from jobs.scheduling import concurrency_key_of
 
 # Sent inside the submission's transaction with ``job`` and the submitted ``spec``; a
 # receiver may add rows of its own (webhooks: the job's "notify") or refuse the spec with
@@ -60,6 +61,7 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
                     "review_plan": spec.get("review_plan", False),
                     **budget,
                     "priority": spec.get("priority", 0),
+                    **_concurrency_fields(owner, spec.get("concurrency")),
                     "metadata": spec.get("metadata") or {},
                     "remember": spec.get("remember", False),
                     "idempotency_key": idempotency_key or None,
@@ -79,6 +81,15 @@ def job_submit(*, owner, spec: dict, idempotency_key: str | None = None) -> tupl
         existing = Job.objects.get(owner=owner, idempotency_key=idempotency_key)
         return _replay(existing, digest), False
     return job, True
+
+
+def _concurrency_fields(owner, concurrency: dict | None) -> dict:
+    if not concurrency:
+        return {}
+    return {
+        "concurrency_key": concurrency_key_of(owner.pk, concurrency["key"]),
+        "concurrency_limit": concurrency["limit"],
+    }
 
 
 def job_spec_validate(*, spec: dict, prefix: str = "") -> tuple[list[dict] | None, dict]:

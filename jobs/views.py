@@ -10,6 +10,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
     inline_serializer,
 )
@@ -41,6 +42,21 @@ class BudgetInputSerializer(serializers.Serializer):
     deadline_seconds = StrictIntegerField(required=False, min_value=1, max_value=30 * 24 * 3600)
 
 
+class ConcurrencyInputSerializer(serializers.Serializer):
+    """At most ``limit`` tasks of the jobs naming ``key`` run at once over the whole
+    deployment (jobs.scheduling); keys are the submitter's own."""
+
+    key = StrictCharField(max_length=100)
+    limit = StrictIntegerField(min_value=1, max_value=100_000)
+
+
+class WaitingOutputSerializer(serializers.Serializer):
+    """Why a queued task has not been sent to a worker yet (jobs.scheduling)."""
+
+    reason = serializers.ChoiceField(choices=["capacity", "priority", "fair_share", "concurrency_key", "rate_limit"])
+    since = serializers.DateTimeField()
+
+
 class TaskOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     key = serializers.CharField()
@@ -59,7 +75,15 @@ class TaskOutputSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     next_attempt_at = serializers.DateTimeField(allow_null=True)
     tokens_used = serializers.IntegerField()
+    priority = serializers.IntegerField()
+    waiting = serializers.SerializerMethodField()
     duration = serializers.SerializerMethodField()
+
+    @extend_schema_field(WaitingOutputSerializer(allow_null=True))
+    def get_waiting(self, task) -> dict | None:
+        if task.status != "queued" or task.sent_at is not None:
+            return None
+        return {"reason": task.wait_reason or "capacity", "since": task.queued_at}
 
     def get_duration(self, task) -> float | None:
         if task.started_at and task.finished_at:
@@ -73,6 +97,7 @@ class JobOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     requirements = serializers.CharField()
     priority = serializers.IntegerField()
+    concurrency = serializers.SerializerMethodField()
     review_plan = serializers.BooleanField()
     metadata = serializers.DictField()
     remember = serializers.BooleanField()
@@ -85,6 +110,12 @@ class JobOutputSerializer(serializers.Serializer):
     max_tokens = serializers.IntegerField(allow_null=True)
     deadline_at = serializers.DateTimeField(allow_null=True)
     tokens_used = serializers.IntegerField()
+
+    @extend_schema_field(ConcurrencyInputSerializer(allow_null=True))
+    def get_concurrency(self, job) -> dict | None:
+        if not job.concurrency_key:
+            return None
+        return {"key": job.concurrency_key.split(":", 1)[1], "limit": job.concurrency_limit}
 
 
 class JobDetailOutputSerializer(JobOutputSerializer):
@@ -125,6 +156,8 @@ EXAMPLE_JOB = {
             "started_at": "2026-11-24T10:00:02Z",
             "finished_at": None,
             "next_attempt_at": None,
+            "priority": 0,
+            "waiting": None,
             "duration": None,
         }
     ],
@@ -176,6 +209,7 @@ class JobListView(GenericAPIView):
         plan = serializers.JSONField(required=False)
         review_plan = StrictBooleanField(required=False, default=False)
         priority = StrictIntegerField(required=False, default=0, min_value=-100, max_value=100)
+        concurrency = ConcurrencyInputSerializer(required=False)
         metadata = BoundedJSONObjectField(max_bytes=16 * 1024, required=False, default=dict)
         # Store the job's final outputs as memories of its owner when it succeeds.
         remember = StrictBooleanField(required=False, default=False)

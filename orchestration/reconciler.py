@@ -50,13 +50,15 @@ def next_due_at() -> datetime | None:
 
 
 def tasks_requeue_lost(limit: int = 100) -> int:
-    """Send again the message of tasks queued for longer than AGENTBUS_REQUEUE_AFTER
+    """Send again the message of tasks sent longer than AGENTBUS_REQUEUE_AFTER ago
     without a worker starting them: their message was lost (Redis flushed or restarted,
-    or the process that committed the dispatch died before sending it). A duplicate is
-    harmless: a worker claims an attempt only while it is queued."""
+    or the process that committed the dispatch died before sending it, or a worker given
+    a task to run next died first). A duplicate is harmless: a worker claims an attempt
+    only while it is queued. Tasks waiting for their admission (jobs.scheduling) were
+    never sent and are not lost."""
     cutoff = timezone.now() - timedelta(seconds=settings.AGENTBUS_REQUEUE_AFTER)
     lost = list(
-        Task.objects.filter(status=TaskStatus.QUEUED, queued_at__lt=cutoff).only(
+        Task.objects.filter(status=TaskStatus.QUEUED, sent_at__lt=cutoff).only(
             "id", "job_id", "attempt", "queue", "timeout"
         )[:limit]
     )
@@ -72,7 +74,7 @@ def tasks_requeue_lost(limit: int = 100) -> int:
     for job_id, tasks in by_job.items():
         resend = [t for t in tasks if str(t.id) not in waiting]
         Task.objects.filter(id__in=[t.id for t in tasks if str(t.id) in waiting], status=TaskStatus.QUEUED).update(
-            queued_at=timezone.now()
+            sent_at=timezone.now()
         )
         if resend:
             sent += tasks_resend(job_id=job_id, tasks=resend)

@@ -27,6 +27,7 @@ from core.metrics import task_timed
 from core.queue import TIMEOUT_GRACE, TaskMessage, tasks_enqueue
 from core.tracing import dispatch_traceparents, task_span
 from jobs.lifecycle import task_ask_human, task_claim, task_defer, task_fail_attempt, task_succeed
+from jobs.scheduling import admit_after_attempt
 from workers.context import AgentContext, HumanInputRequired
 from workers.services import task_upstream_outputs
 from workers.supervision import supervise
@@ -35,13 +36,15 @@ logger = logging.getLogger(__name__)
 
 
 def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> None:
-    """Run one attempt, then the dependents its success handed to this worker.
+    """Run one attempt, then the tasks handed to this worker.
 
     1. Claim and run the attempt (``attempt_run``).
     2. If its success made a dependent ready on this worker's queue, the lifecycle hands
-       it back instead of sending it to Redis; run it next here, in its own span, while
-       the RQ job's time limit leaves room for its timeout.
-    3. A dependent there is no room for is sent to its queue as usual.
+       it back instead of sending it to Redis; otherwise, if tasks wait for this queue in
+       PostgreSQL, the slot this attempt freed admits the next one by policy
+       (jobs.scheduling) and this worker takes it. Run it next here, in its own span,
+       while the RQ job's time limit leaves room for its timeout.
+    3. A task there is no room for is sent to its queue as usual.
     """
     # ``trace`` (a traceparent) is used by SignedJob around this call (core.tracing).
     # A long-lived worker must drop connections the database closed or that outlived
@@ -52,7 +55,10 @@ def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> Non
     queue = current.origin if current is not None else None
     started = time.monotonic()
     handoff = attempt_run(task_id, attempt, worker=worker, queue=queue)
-    while handoff is not None:
+    while True:
+        handoff = handoff or admit_after_attempt(queue)
+        if handoff is None:
+            return
         room = (current.timeout or 0) - (time.monotonic() - started) - TIMEOUT_GRACE / 2
         if handoff.timeout > room:
             tasks_enqueue([handoff])

@@ -29,6 +29,7 @@ from core.metrics import metrics_serve
 from core.wakeup import wake_wait
 from jobs.lifecycle import job_advance
 from jobs.reviews.decisions import reviews_apply_deadlines, reviews_remind
+from jobs.scheduling import tasks_admit
 from orchestration.housekeeping import housekeeping_steps
 from orchestration.leader import LeaderLock
 from orchestration.reconciler import jobs_needing_attention, next_due_at, tasks_fail_silent, tasks_requeue_lost
@@ -89,6 +90,7 @@ class Command(BaseCommand):
         if wait > 0 and self.step_wait(wait):
             return False  # woken early for a later time; go round and wait again
         found = self.step_due() | self.step_recover() | self.step_review_deadlines()
+        self.step_admit()
         found |= housekeeping_steps()  # schedules, webhooks, retention (orchestration/housekeeping.py)
         self.next_pass = time.monotonic() + (0 if found else self.seconds_to_next_due())
         return found
@@ -133,6 +135,14 @@ class Command(BaseCommand):
             logger.warning("cannot re-send lost messages yet (%s)", exc)
         found |= tasks_fail_silent() > 0
         return found
+
+    def step_admit(self) -> None:
+        """Admit waiting tasks to queues with room (jobs.scheduling): after a worker
+        joined, a rate limit's window moved on, or a hint was lost with Redis."""
+        try:
+            tasks_admit()
+        except Exception:
+            logger.exception("admitting waiting tasks failed; retried next pass")
 
     def step_review_deadlines(self) -> bool:
         """Remind reviewers of gates whose deadline nears; apply the default outcome of
