@@ -23,6 +23,7 @@ from core.metrics import metrics_collector_register, metrics_render
 from core.queue import queue_get
 from core.redis import redis_client
 from jobs.models import Job, JobStatus, Task, TaskStatus
+from jobs.scheduling import WAIT_REASONS, waiting_by_reason
 
 
 def _jobs_and_tasks() -> Iterable[Metric]:
@@ -127,7 +128,23 @@ def _rate_limits() -> Iterable[Metric]:
     yield from families.values()
 
 
+def _waiting() -> Iterable[Metric]:
+    family = GaugeMetricFamily(
+        "agentbus_tasks_waiting",
+        "Queued tasks waiting in PostgreSQL for a worker, by queue and why (jobs.scheduling).",
+        labels=["queue", "reason"],
+    )
+    counts = waiting_by_reason()
+    for name in settings.AGENTBUS_QUEUES:  # every reason, zeros included
+        for reason in WAIT_REASONS:
+            family.add_metric([name, reason], counts.pop((name, reason), 0))
+    for (name, reason), n in counts.items():  # a queue outside AGENTBUS_QUEUES
+        family.add_metric([name, reason], n)
+    yield family
+
+
 metrics_collector_register("jobs_and_tasks", _jobs_and_tasks)
+metrics_collector_register("waiting", _waiting)
 metrics_collector_register("queues", _queues)
 metrics_collector_register("orchestrator", _orchestrator)
 metrics_collector_register("circuits", _circuits)

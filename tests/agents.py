@@ -43,3 +43,16 @@ def unserved_echo(ctx: AgentContext) -> dict:
 def mcp_caller(ctx: AgentContext) -> dict:
     """Calls a tool of a registered MCP server through ctx.mcp (tests/protocols)."""
     return {"tool": ctx.mcp(ctx.input["server"], ctx.input["tool"], ctx.input.get("arguments", {}))}
+
+
+@agent("paced", queue="sched", timeout=30, max_attempts=2)
+def paced(ctx: AgentContext) -> dict:
+    """Takes ``seconds`` (default 0.05), on the queue only the scheduling tests serve."""
+    time.sleep(float(ctx.input.get("seconds", 0.05)))
+    return {"n": ctx.input.get("n"), "at": time.time()}
+
+
+@agent("rated", queue="sched", timeout=30, max_attempts=1, rate_limit_rpm=3)
+def rated(ctx: AgentContext) -> dict:
+    """Three requests per window (a minute; the scheduling tests shorten it)."""
+    return {"n": ctx.input.get("n"), "at": time.time()}

@@ -49,7 +49,7 @@ EVENT_LOG_SIZE = 300
 # shown inline (jobs/job/_tasks.html, jobs/dashboard/graph.py, timeline.py).
 TASK_LIST_FIELDS = (
     "id", "job_id", "key", "agent", "status", "depends_on", "created_at", "started_at", "finished_at",
-    "progress", "progress_message", "attempt", "max_attempts",
+    "progress", "progress_message", "attempt", "max_attempts", "sent_at", "wait_reason",
 )  # fmt: skip
 
 EXAMPLE_PLANS = {

@@ -45,6 +45,23 @@ def status_label(value) -> str:
     return str(value).replace("_", " ")
 
 
+_WAITING = {
+    "capacity": "waiting for a free worker",
+    "priority": "waiting behind higher priorities",
+    "fair_share": "waiting: other users' turn (fair share)",
+    "concurrency_key": "waiting: its concurrency key runs its limit",
+    "rate_limit": "waiting: its agent's rate limit",
+}
+
+
+@register.filter
+def waiting_label(task) -> str:
+    """Why a queued task has not started (jobs.scheduling), or "" once it was sent."""
+    if task.status != "queued" or task.sent_at is not None:
+        return ""
+    return _WAITING.get(task.wait_reason or "capacity", "waiting")
+
+
 @register.filter
 def age(value) -> str:
     """How long ago, short: 12s, 5m, 3h, 2d."""
