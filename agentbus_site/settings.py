@@ -300,9 +300,10 @@ AGENTBUS_EAGER_HANDOFF = env_bool("AGENTBUS_EAGER_HANDOFF", True)
 # Off: every ready task is sent to its queue at once, first in first out (no priority,
 # fair shares or concurrency keys); for comparison in bench/pipeline.py --no-scheduling.
 AGENTBUS_SCHEDULING = env_bool("AGENTBUS_SCHEDULING", True)
-# Tasks a queue holds in flight (sent or running) beyond one per live worker on it: a
-# freeing worker finds the next one at once, and a late priority waits behind at most this.
-AGENTBUS_QUEUE_PREFETCH = env_int("AGENTBUS_QUEUE_PREFETCH", 2, minimum=0)
+# Tasks a queue holds in flight (sent or running) beyond one per live worker on it. 0: a
+# worker that frees up admits its next task itself, so a late priority waits behind
+# nothing; more lets workers start without waiting for an admission (very short tasks).
+AGENTBUS_QUEUE_PREFETCH = env_int("AGENTBUS_QUEUE_PREFETCH", 0, minimum=0)
 # Fair shares compare what each user (or concurrency key) was sent over this many seconds.
 AGENTBUS_FAIR_WINDOW = env_float("AGENTBUS_FAIR_WINDOW", 60.0, minimum=1.0)
 # One slot in this many goes to the task that has waited longest, whatever its priority

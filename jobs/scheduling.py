@@ -3,10 +3,11 @@
 A task the lifecycle dispatches (jobs.lifecycle._dispatch) becomes *queued* in
 PostgreSQL; it is *sent* to its RQ queue (``sent_at``) only when a worker can start it
 soon. Each queue holds at most ``depth`` tasks in flight (sent or running): one per live
-worker on it plus AGENTBUS_QUEUE_PREFETCH (2), so a freeing worker finds its next task
-at once, and a task admitted late (a high priority) waits behind at most that many.
-Everything else waits in PostgreSQL, in the order below; losing Redis loses only what
-was in flight, which the reconciler sends again, and this module's hints (below).
+worker on it (RQ's registry) plus AGENTBUS_QUEUE_PREFETCH (0). So the RQ list is short
+(empty, mostly: a worker that frees up admits its next task and runs it itself), and a
+decision made now is never stuck behind decisions made earlier. Everything else waits
+in PostgreSQL, in the order below; losing Redis loses only what was in flight, which
+the reconciler sends again, and this module's hints (below).
 
 The order, each time slots free up (``tasks_admit``):
 

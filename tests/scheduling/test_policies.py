@@ -14,6 +14,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 
 from jobs.models import SchedulingWeight, Task
@@ -73,9 +74,11 @@ def all_finish(jobs, timeout: float = 60.0) -> list[Task]:
     return [task_of(job) for job in jobs]
 
 
-def busy(owner, n: int, seconds: float = 1.0) -> list:
-    """Jobs that fill every slot the queue has (one worker, plus the prefetch of 2)."""
-    return [submit(owner, seconds=seconds, n=f"filler{i}") for i in range(n)]
+def busy(owner, seconds: float = 1.0) -> list:
+    """Jobs that fill every slot of the queue (one worker, plus the prefetch), so that
+    what comes next waits in PostgreSQL for the policy to order it."""
+    slots = 1 + django_settings.AGENTBUS_QUEUE_PREFETCH
+    return [submit(owner, seconds=seconds, n=f"filler{i}") for i in range(slots)]
 
 
 def start_order(tasks: list[Task]) -> list[Task]:
@@ -85,7 +88,7 @@ def start_order(tasks: list[Task]) -> list[Task]:
 def test_priorities_run_in_strict_order_and_without_aging_the_lowest_band_runs_last(start):
     start(workers=1, AGENTBUS_OLDEST_SHARE=0)
     owners = [make_user(f"prio{i}") for i in range(3)]
-    fillers = busy(owners[0], 3)
+    fillers = busy(owners[0])
     # The lowest band first: first come, but last served when priority is strict; the
     # jobs come from three users, so priority is decided across users' lines too.
     priorities = [-5, 0, 5, 10, 0, 5, 10, -1, 3, 3]
@@ -104,7 +107,7 @@ def test_aging_gives_the_oldest_task_a_share_so_the_lowest_band_does_not_starve(
     # all twenty (it would, with the share off: the test above).
     start(workers=1, AGENTBUS_OLDEST_SHARE=2)
     owner = make_user("aging")
-    fillers = busy(owner, 3)
+    fillers = busy(owner)
     low = submit(owner, priority=-5, n="low")
     flood = [submit(owner, priority=10, n=i) for i in range(20)]
     all_finish(fillers)
@@ -116,15 +119,17 @@ def test_aging_gives_the_oldest_task_a_share_so_the_lowest_band_does_not_starve(
 def test_a_users_flood_does_not_hold_back_another_user(start):
     start(workers=1, AGENTBUS_OLDEST_SHARE=0)
     flooder, other = make_user("flooder"), make_user("other")
-    fillers = busy(flooder, 3)
+    fillers = busy(flooder)
     flood = [submit(flooder, n=i) for i in range(20)]
     others = [submit(other, n=f"b{i}") for i in range(3)]
     all_finish(fillers)
     ran = start_order(all_finish([*flood, *others]))
-    first = [t.job_id for t in ran[:3]]
-    # The flooder was served the most in the window: the newcomer's three go first,
-    # though they came last.
-    assert set(first) == {j.id for j in others}, [t.input["n"] for t in ran[:5]]
+    # Though they came last, behind twenty, the other user's three take turns with the
+    # flooder's from the first slot that frees (neither was served more than the other
+    # in the window, so it is round robin; a flooder served for longer yields more).
+    names = [t.input["n"] for t in ran]
+    assert {"b0", "b1", "b2"} <= set(names[:6]), names[:8]
+    assert names[:6:2] == ["b0", "b1", "b2"] or names[1:6:2] == ["b0", "b1", "b2"], names[:8]
     reasons = {t.wait_reason for t in Task.objects.filter(job__in=flood)}
     assert reasons <= {"", "capacity", "fair_share"}
 
@@ -135,7 +140,7 @@ def test_weights_share_the_workers_in_proportion(start):
     group = Group.objects.create(name="paying")
     heavy.groups.add(group)
     SchedulingWeight.objects.create(group=group, weight=3)
-    fillers = busy(filler, 3)
+    fillers = busy(filler)
     jobs = [submit(heavy, n=f"h{i}") for i in range(12)] + [submit(light, n=f"l{i}") for i in range(12)]
     all_finish(fillers)
     ran = start_order(all_finish(jobs))
@@ -243,7 +248,7 @@ def test_nothing_is_lost_when_redis_is_flushed_mid_run(start, redis_flushed, set
 def test_the_dashboard_and_the_metrics_say_why_a_task_waits(start, alice, settings, client):
     start(workers=1)
     owner = alice.user
-    fillers = busy(owner, 3, seconds=1.5)
+    fillers = busy(owner, seconds=1.5)
     late = submit(owner, n="late")
     client.force_login(owner)
     page = client.get(f"/app/jobs/{late.id}/")
