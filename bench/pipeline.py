@@ -1,6 +1,9 @@
 """Pipeline throughput, hand-off latency and scale-out, against raw RQ in the same run.
 
-    python bench/pipeline.py [--jobs 1000] [--chains 200] [--clients 4] [--workers 16]
+    python bench/pipeline.py [--jobs 1000] [--chains 200] [--clients 4] [--workers 16] [--no-scheduling]
+
+With --no-scheduling the processes run with AGENTBUS_SCHEDULING=0 (every ready task sent
+at once, first in first out), to compare the cost of the scheduling policy.
 
 1. Baseline: raw RQ. One SimpleWorker process runs N no-op jobs (JSON serializer)
    enqueued by a client thread; throughput = N / (first enqueue -> last job finished).
@@ -315,11 +318,16 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=16, help="workers for the load and makespan runs")
+    parser.add_argument("--no-scheduling", action="store_true", help="run with AGENTBUS_SCHEDULING=0")
     args = parser.parse_args()
+    os.environ["AGENTBUS_SCHEDULING"] = "0" if args.no_scheduling else "1"
 
     token = bench_ready("bench")
 
-    print(f"agentbus pipeline benchmark: {args.jobs} jobs, {args.clients} REST clients, {os.cpu_count()} cores")
+    print(
+        f"agentbus pipeline benchmark: {args.jobs} jobs, {args.clients} REST clients, {os.cpu_count()} cores, "
+        f"scheduling {'off' if args.no_scheduling else 'on'}"
+    )
     rq_rate = bench_raw_rq(args.jobs)
 
     from core.redis import redis_client
