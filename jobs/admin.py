@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from core.errors import ApplicationError
 from jobs.admin_permissions import OperatePermission
-from jobs.models import Job, JobEvent, Task
+from jobs.models import Job, JobEvent, SchedulingWeight, Task
 from jobs.services import job_cancel, job_requeue, job_retry_failed
 
 admin.site.site_header = "agentbus operations"
@@ -150,13 +150,15 @@ class TaskAdmin(OperatePermission, admin.ModelAdmin):
         "agent",
         "queue",
         "status",
+        "priority",
+        "wait_reason",
         "attempt",
         "max_attempts",
         "queued_at",
         "started_at",
         "finished_at",
     )
-    list_filter = ("status", "agent", "queue")
+    list_filter = ("status", "agent", "queue", "wait_reason", "priority")
     search_fields = ("=id", "key", "agent", "=job__id", "error", "worker")
     list_select_related = ("job",)
     actions = (requeue_task_jobs,)
@@ -192,6 +194,18 @@ class JobEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the event log is append-only
+
+
+@admin.register(SchedulingWeight)
+class SchedulingWeightAdmin(admin.ModelAdmin):
+    """Fair shares (jobs.scheduling): a user or group of weight 2 is served twice as much
+    as one of weight 1 while both have work waiting. Django's model permissions apply."""
+
+    list_display = ("__str__", "user", "group", "weight")
+    list_editable = ("weight",)
+    list_display_links = ("__str__",)
+    autocomplete_fields = ("user", "group")
+    search_fields = ("user__username", "group__name")
 
 
 # Review gates and their history live in their own module.
