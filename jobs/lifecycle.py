@@ -13,8 +13,10 @@ Lock order, for every function here and every transaction that calls one:
 
 The job row lock serialises every writer of one job, so two transitions of the same job
 never interleave and cannot deadlock; the event log's sequence numbers are taken on the
-same row (jobs.events), after it. The only write outside the lock is a heartbeat, one
-row in one statement, which waits for nothing while it holds that row.
+same row (jobs.events), after it. Two writes happen outside the lock, and neither
+changes a status or waits while it holds a row: a heartbeat (one row, one statement),
+and jobs.scheduling's admission of queued tasks, which marks them sent (``sent_at``,
+``wait_reason``) on rows it takes with SKIP LOCKED, in a transaction of its own.
 
 Every transition ends by *settling* the job (``_settle``), in the same transaction:
 
@@ -24,7 +26,10 @@ Every transition ends by *settling* the job (``_settle``), in the same transacti
 4. pending tasks downstream of a task that failed for good are skipped (``allow_failure``
    counts as done for dependents);
 5. pending tasks whose dependencies are done and whose backoff has passed are dispatched
-   (``_dispatch``, the one place a task is sent to a queue), or held at a "before" gate;
+   (``_dispatch``, the one place a task becomes queued), or held at a "before" gate; a
+   queued task is sent to its queue now, or waits in PostgreSQL for a free worker, in
+   the order jobs.scheduling decides (priority, fair shares, concurrency keys, rate
+   limits);
 6. a job with nothing left unfinished ends, with the outputs of its final tasks.
 
 The queue messages are sent on commit. So a task's success dispatches its dependents and
