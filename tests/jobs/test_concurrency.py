@@ -245,3 +245,39 @@ def reused_key_round(owner, api, key: str) -> None:
     assert codes == {201: 1, 422: 5}, codes
     assert all(body["error"] == "idempotency_key_reused" for code, body in results if code == 422)
     assert Job.objects.filter(owner=owner, idempotency_key=key).count() == 1
+
+
+def test_admissions_racing_cancels_and_successes_never_deadlock_and_never_send_a_cancelled_task():
+    """jobs.scheduling admits queued tasks outside the job lock (SKIP LOCKED rows, a
+    transaction of its own): racing the job-locked transitions, it must neither wait in a
+    cycle nor mark sent a task that a cancel ended."""
+    from jobs.lifecycle import job_cancel
+    from jobs.scheduling import tasks_admit
+
+    owner = make_user("admit-racer")
+    for _ in range(ROUNDS):
+        # The unserved queue has no worker: one task in flight at a time, the rest wait.
+        jobs = [
+            job_submit(
+                owner=owner, spec={"plan": plan(*[{"key": f"t{i}", "agent": "unserved_echo"} for i in range(4)])}
+            )[0]
+            for _ in range(3)
+        ]
+        sent = Task.objects.filter(job__in=jobs, sent_at__isnull=False).first()
+        claimed = task_claim(task_id=str(sent.id), attempt=1, worker="w")
+        results = together(
+            lambda: [tasks_admit({"unserved"}) for _ in range(5)],
+            lambda: [tasks_admit({"unserved"}) for _ in range(5)],
+            lambda: job_cancel(job_id=jobs[0].id),
+            lambda: job_cancel(job_id=jobs[1].id),
+            lambda: task_succeed(task=claimed, output={"ok": 1}),
+        )
+        assert_no_crash(results)
+        for job in jobs:
+            assert_consistent(job.id)
+        for job in jobs[:2]:
+            assert Job.objects.get(pk=job.pk).status == "cancelled"
+        # In flight on the queue: at most its depth (no worker: one), whatever raced.
+        in_flight = Task.objects.filter(queue="unserved", status__in=["queued", "running"], sent_at__isnull=False)
+        assert in_flight.count() <= 1, list(in_flight.values_list("key", "status"))
+        Task.objects.filter(queue="unserved", status__in=["queued", "running", "pending"]).update(status="cancelled")
