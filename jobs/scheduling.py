@@ -259,11 +259,11 @@ def tasks_admit(queues: Iterable[str] | None = None, *, handoff_queue: str | Non
     on commit."""
     if not settings.AGENTBUS_SCHEDULING:
         return None
-    now = timezone.now()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMIT_LOCK])
+        now = timezone.now()  # after the wait for the lock: sent_at is when it was sent
         counts = _queue_counts(queues)
         waiting = {q: c for q, c in counts.items() if c[1]}
         if not waiting:

@@ -73,11 +73,12 @@ def test_a_job_cancelled_before_it_was_planned_starts_over_when_retried(pipeline
 def test_requeue_resends_a_queued_task_whose_message_was_lost(pipeline):
     owner = make_user("uma")
     now = timezone.now()
-    # A job the orchestrator dispatched, whose queue message never reached Redis.
+    # A job whose task was sent to its queue (sent_at), and whose message never reached Redis.
     job = Job.objects.create(owner=owner, plan={"tasks": []}, status=JobStatus.RUNNING, started_at=now)
     task = Task.objects.create(
-        job=job, key="lost", agent="echo", queue="default", status=TaskStatus.QUEUED, attempt=1, queued_at=now
-    )
+        job=job, key="lost", agent="echo", queue="default", status=TaskStatus.QUEUED, attempt=1, queued_at=now,
+        sent_at=now,
+    )  # fmt: skip
     started = time.monotonic()
     assert job_requeue(job=job) == 1
     assert job_wait(job.id, timeout=30).status == JobStatus.SUCCEEDED
