@@ -268,9 +268,9 @@ def test_admissions_racing_cancels_and_successes_never_deadlock_and_never_send_a
         results = together(
             lambda: [tasks_admit({"unserved"}) for _ in range(5)],
             lambda: [tasks_admit({"unserved"}) for _ in range(5)],
-            lambda: job_cancel(job_id=jobs[0].id),
-            lambda: job_cancel(job_id=jobs[1].id),
-            lambda: task_succeed(task=claimed, output={"ok": 1}),
+            lambda first=jobs[0]: job_cancel(job_id=first.id),
+            lambda second=jobs[1]: job_cancel(job_id=second.id),
+            lambda task=claimed: task_succeed(task=task, output={"ok": 1}),
         )
         assert_no_crash(results)
         for job in jobs:
