@@ -1,0 +1,304 @@
+"""A job's stream: what its agents say while they say it, in one Redis Stream per job.
+
+What is kept where:
+
+- **Chunks** (``task.delta`` text, ``task.emit`` custom data) and the markers around them
+  live only in the Redis Stream ``agentbus:stream:<job id>``, never in PostgreSQL's event
+  log. It is trimmed to about ``AGENTBUS_STREAM_MAXLEN`` entries (``XADD MAXLEN ~``) and
+  expires ``AGENTBUS_STREAM_RESUME_SECONDS`` after an attempt ends (while an attempt runs,
+  its task's timeout is added, so a long pause between tokens does not drop it).
+- **Which attempt of each task is streaming** lives beside it, in the hash
+  ``agentbus:stream:<job id>:open`` (task id -> ``"<attempt>|<key>"``): that is how a
+  new attempt, or the reconciler after a worker died, knows to close the old one.
+- **The final output** is committed once, at the end, to PostgreSQL as before; after
+  the stream expires, that is where the whole text is.
+
+Entry ids (``<ms>-<n>``) are the resume token: the SSE ``id:`` and the websocket
+message's ``id``. Reading after an id (``XREAD``) gives exactly the entries that came
+after it, in order, so a client that reconnects within the window misses nothing and
+sees nothing twice. Every entry names its task, key and attempt; a delta carries the
+``offset`` (characters of this attempt's text before it), so text is rebuilt by
+appending, and a client can check it lost nothing.
+
+The entry types, in an attempt's order:
+
+1. ``task.attempt``: the attempt's first chunk is coming (start again from empty text).
+   If the task's previous attempt was still open (its worker died before closing it),
+   a ``task.abandoned`` for that attempt is written first, in the same script.
+2. ``task.delta`` (``text``, ``offset``) and ``task.emit`` (``kind``, ``data``).
+3. ``task.end`` with the task's ``status`` after the attempt (``succeeded``, or
+   ``pending`` when a retry is scheduled, ``failed``, ...), written after the outcome
+   was committed; or ``task.abandoned`` with a ``reason`` when the reconciler found the
+   worker gone.
+
+Writers are workers (sync, ``redis_client()``); readers are the web process's SSE view
+and websocket consumer (asyncio, one connection per reader blocked in ``XREAD``).
+Nothing is written for an attempt that never streams, so other tasks pay nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import redis.asyncio
+from django.conf import settings
+
+from core.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+# The message types clients receive (a contract, like jobs.events.EventType).
+ATTEMPT = "task.attempt"
+DELTA = "task.delta"
+EMIT = "task.emit"
+END = "task.end"
+ABANDONED = "task.abandoned"
+# Not entries: said by the readers themselves.
+TRUNCATED = "stream.truncated"  # entries after the client's position were trimmed away
+DONE = "stream.done"  # the job finished and its stream has nothing more (SSE only)
+
+CLOSING = (END, ABANDONED)
+# Entries read per XREAD: a reader far behind catches up in batches of this size.
+READ_BATCH = 500
+
+# The first chunk of an attempt: close the task's previous attempt if it was left open,
+# mark this one's start, remember it as open; all at once, so two writers (a retry that
+# started while the reconciler closes the old attempt) cannot interleave.
+_OPEN = """
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+if prev then
+  local attempt, key = string.match(prev, '^(%d+)|(.*)$')
+  if attempt and attempt ~= ARGV[3] then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'type', 'task.abandoned', 'task', ARGV[1],
+               'key', key, 'attempt', attempt, 'reason', 'a new attempt started')
+  end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'type', 'task.attempt', 'task', ARGV[1],
+                      'key', ARGV[2], 'attempt', ARGV[3], 'offset', '0')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] .. '|' .. ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return id
+"""
+
+# The end of an attempt (``task.end``, or ``task.abandoned``), only if it is still the
+# open one: a late close of an old attempt must not close its successor.
+_CLOSE = """
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+if not prev then return false end
+local attempt, key = string.match(prev, '^(%d+)|(.*)$')
+if attempt ~= ARGV[2] then return false end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'type', ARGV[3], 'task', ARGV[1],
+                      'key', key, 'attempt', attempt, ARGV[4], ARGV[6], 'offset', ARGV[7])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+return id
+"""
+
+
+def stream_key(job_id) -> str:
+    return f"agentbus:stream:{job_id}"
+
+
+def _open_key(job_id) -> str:
+    return f"agentbus:stream:{job_id}:open"
+
+
+def _scripts():
+    client = redis_client()
+    cached = getattr(client, "_agentbus_stream_scripts", None)
+    if cached is None:
+        cached = (client.register_script(_OPEN), client.register_script(_CLOSE))
+        client._agentbus_stream_scripts = cached
+    return cached
+
+
+@dataclass
+class AttemptStream:
+    """The stream of one attempt of one task, written by the worker that runs it.
+
+    Opened lazily by the first chunk, so an attempt that says nothing writes nothing.
+    One writer per attempt (the worker), so the offset is counted here."""
+
+    job_id: str
+    task_id: str
+    key: str
+    attempt: int
+    # How long the attempt may still run (its timeout), added to the resume window while it is open.
+    timeout: float = 0.0
+    offset: int = 0
+    opened: bool = False
+    _deadline: float = field(default=0.0, repr=False)
+
+    def _ttl(self) -> int:
+        if not self._deadline:
+            self._deadline = time.monotonic() + self.timeout
+        running_for = max(0.0, self._deadline - time.monotonic())
+        return int(settings.AGENTBUS_STREAM_RESUME_SECONDS + running_for) + 1
+
+    def _open(self) -> None:
+        if self.opened:
+            return
+        open_script, _ = _scripts()
+        open_script(
+            keys=[stream_key(self.job_id), _open_key(self.job_id)],
+            args=[self.task_id, self.key, self.attempt, settings.AGENTBUS_STREAM_MAXLEN, self._ttl()],
+        )
+        self.opened = True
+
+    def _add(self, fields: dict) -> str:
+        self._open()
+        ttl = self._ttl()
+        entry = {"task": self.task_id, "key": self.key, "attempt": self.attempt, **fields}
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.xadd(stream_key(self.job_id), entry, maxlen=settings.AGENTBUS_STREAM_MAXLEN, approximate=True)
+        pipe.expire(stream_key(self.job_id), ttl)
+        pipe.expire(_open_key(self.job_id), ttl)
+        entry_id = pipe.execute()[0]
+        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+    def delta(self, text: str) -> str | None:
+        """Append ``text`` to this attempt's text; returns the entry id (None for "")."""
+        if not isinstance(text, str):
+            raise TypeError(f"a stream chunk is text, not {type(text).__name__}")
+        if not text:
+            return None
+        entry_id = self._add({"type": DELTA, "offset": self.offset, "text": text})
+        self.offset += len(text)
+        return entry_id
+
+    def emit(self, kind: str, data=None) -> str:
+        """A custom chunk (``kind`` names it, ``data`` is JSON), beside the text."""
+        if not isinstance(kind, str) or not kind or len(kind) > 100:
+            raise ValueError("an emitted chunk's kind is a non-empty string of at most 100 characters")
+        return self._add({"type": EMIT, "kind": kind, "data": json.dumps(data), "offset": self.offset})
+
+    def end(self, status: str) -> str | None:
+        """Close the attempt's stream with the task's status after it; nothing if it never opened."""
+        if not self.opened:
+            return None
+        return _close(self.job_id, self.task_id, self.attempt, END, "status", status, self.offset)
+
+
+def _close(job_id, task_id, attempt: int, kind: str, name: str, value: str, offset: int | str = "") -> str | None:
+    _, close_script = _scripts()
+    entry_id = close_script(
+        keys=[stream_key(job_id), _open_key(job_id)],
+        args=[
+            str(task_id), attempt, kind, name, settings.AGENTBUS_STREAM_MAXLEN, value, offset,
+            settings.AGENTBUS_STREAM_RESUME_SECONDS,
+        ],
+    )  # fmt: skip
+    if entry_id is None:
+        return None
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
+def stream_abandon(*, job_id, task_id, attempt: int, reason: str) -> str | None:
+    """Close an attempt's stream whose worker is gone (the reconciler calls it for silent
+    workers): ``task.abandoned`` with ``reason``, if that attempt was still streaming.
+    Never raises: a recovery must not stop at a Redis that is down."""
+    try:
+        return _close(job_id, task_id, attempt, ABANDONED, "reason", reason)
+    except redis.RedisError:
+        logger.warning("could not close the stream of task %s attempt %s", task_id, attempt, exc_info=True)
+        return None
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def entry_id_valid(value: str) -> bool:
+    """A Redis Stream entry id, ``<ms>-<n>`` (or ``0``), as clients send it back."""
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and (seq == "" or seq.isdigit()) and len(value) <= 41
+
+
+def _id_tuple(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def stream_message(job_id, entry_id, fields: dict) -> dict:
+    """The client's form of one stream entry (SSE ``data:``, a websocket frame)."""
+    decoded = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    message = {"type": decoded.pop("type", DELTA), "id": entry_id, "job": str(job_id)}
+    message["task"] = decoded.pop("task", "")
+    message["key"] = decoded.pop("key", "")
+    message["attempt"] = int(decoded.pop("attempt", 0) or 0)
+    if decoded.get("offset", "") != "":
+        message["offset"] = int(decoded.pop("offset"))
+    else:
+        decoded.pop("offset", None)
+    if "data" in decoded:
+        try:
+            message["data"] = json.loads(decoded.pop("data"))
+        except ValueError:
+            message["data"] = None
+    message.update(decoded)
+    return message
+
+
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _async_client() -> redis.asyncio.Redis:
+    """One asyncio Redis client per event loop (a reader blocked in XREAD holds one of
+    its pool's connections)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_keepalive=True)
+        _async_clients[loop] = client
+    return client
+
+
+async def stream_trimmed_after(job_id, after: str) -> bool:
+    """True when entries after ``after`` were trimmed away (MAXLEN), so a reader resuming
+    there would have a gap; it is told with ``stream.truncated`` instead."""
+    try:
+        info = await _async_client().xinfo_stream(stream_key(job_id))
+    except redis.ResponseError:  # no such key: nothing was kept, nothing was trimmed
+        return False
+    deleted = info.get("max-deleted-entry-id") or b"0-0"
+    deleted = deleted.decode() if isinstance(deleted, bytes) else str(deleted)
+    return _id_tuple(deleted) > _id_tuple(after)
+
+
+async def stream_read(job_id, *, after: str, block_ms: int) -> list[dict]:
+    """The entries after ``after`` (oldest first, at most READ_BATCH), waiting up to
+    ``block_ms`` for one when there are none yet; [] when none came."""
+    reply = await _async_client().xread({stream_key(job_id): after}, count=READ_BATCH, block=block_ms)
+    if not reply:
+        return []
+    _key, entries = reply[0]
+    return [stream_message(job_id, entry_id, fields) for entry_id, fields in entries]
+
+
+async def stream_follow(job_id, *, after: str, block_ms: int):
+    """Yield batches of messages after ``after`` for as long as the caller iterates: a
+    ``stream.truncated`` first if the reader's position was trimmed away, then every
+    entry once, in order; an empty batch after ``block_ms`` of silence (the caller's
+    moment for keep-alives and checks)."""
+    position = after
+    check_trim = position != "$"
+    while True:
+        if check_trim and await stream_trimmed_after(job_id, position):
+            yield [{"type": TRUNCATED, "job": str(job_id), "after": position}]
+        messages = await stream_read(job_id, after=position, block_ms=block_ms)
+        if messages:
+            position = messages[-1]["id"]
+        # A full batch means this reader is behind: the writer may be trimming past it.
+        check_trim = len(messages) >= READ_BATCH
+        yield messages
