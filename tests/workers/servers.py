@@ -94,12 +94,16 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def _stream(self, status: int, reply: Streamed) -> None:
+                # HTTP/1.1 chunked, as real servers stream: a cut connection is then a
+                # truncated body the client notices, not an ordinary end.
+                self.protocol_version = "HTTP/1.1"
                 self.send_response(status)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
+                self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.flush()
+                self.close_connection = True
                 for index, event in enumerate(reply.events):
                     if reply.cut_after is not None and index >= reply.cut_after:
                         self.connection.shutdown(2)  # the server "dies" mid-answer
@@ -107,13 +111,16 @@ class ScriptedServer:
                     pause = reply.first_delay if index == 0 and reply.first_delay is not None else reply.delay
                     if pause:
                         time.sleep(pause)
-                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                    self.wfile.flush()
+                    self._chunk(f"data: {json.dumps(event)}\n\n".encode())
                     reply.sent_at.append(time.time())
                 if reply.done:
-                    self.wfile.write(b"data: [DONE]\n\n")
-                    self.wfile.flush()
-                self.close_connection = True
+                    self._chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
 
             def log_message(self, *args) -> None:
                 pass
