@@ -278,27 +278,35 @@ async def stream_trimmed_after(job_id, after: str) -> bool:
 
 async def stream_read(job_id, *, after: str, block_ms: int) -> list[dict]:
     """The entries after ``after`` (oldest first, at most READ_BATCH), waiting up to
-    ``block_ms`` for one when there are none yet; [] when none came."""
-    reply = await _async_client().xread({stream_key(job_id): after}, count=READ_BATCH, block=block_ms)
+    ``block_ms`` for one when there are none yet (0: not at all); [] when none came."""
+    # XREAD's BLOCK 0 would wait for ever: 0 here means no BLOCK.
+    reply = await _async_client().xread({stream_key(job_id): after}, count=READ_BATCH, block=block_ms or None)
     if not reply:
         return []
     _key, entries = reply[0]
     return [stream_message(job_id, entry_id, fields) for entry_id, fields in entries]
 
 
-async def stream_follow(job_id, *, after: str, block_ms: int):
-    """Yield batches of messages after ``after`` for as long as the caller iterates: a
-    ``stream.truncated`` first if the reader's position was trimmed away, then every
-    entry once, in order; an empty batch after ``block_ms`` of silence (the caller's
-    moment for keep-alives and checks)."""
-    position = after
-    check_trim = position != "$"
-    while True:
-        if check_trim and await stream_trimmed_after(job_id, position):
-            yield [{"type": TRUNCATED, "job": str(job_id), "after": position}]
-        messages = await stream_read(job_id, after=position, block_ms=block_ms)
+class StreamReader:
+    """One reader's position in a job's stream: each ``next_batch`` gives the entries
+    after the last one it gave, so every entry comes once, in order. A
+    ``stream.truncated`` comes first if the position was trimmed away (the reader was
+    too far behind, or resumed too late)."""
+
+    def __init__(self, job_id, *, after: str = "0") -> None:
+        self.job_id = job_id
+        self.position = after
+        self._check_trim = after != "$"
+
+    async def next_batch(self, *, block_ms: int) -> list[dict]:
+        """The next entries (at most READ_BATCH), waiting up to ``block_ms`` for one; []
+        after that long a silence (the caller's moment for keep-alives and checks)."""
+        told: list[dict] = []
+        if self._check_trim and await stream_trimmed_after(self.job_id, self.position):
+            told = [{"type": TRUNCATED, "job": str(self.job_id), "after": self.position}]
+        messages = await stream_read(self.job_id, after=self.position, block_ms=0 if told else block_ms)
         if messages:
-            position = messages[-1]["id"]
+            self.position = messages[-1]["id"]
         # A full batch means this reader is behind: the writer may be trimming past it.
-        check_trim = len(messages) >= READ_BATCH
-        yield messages
+        self._check_trim = len(messages) >= READ_BATCH
+        return told + messages
