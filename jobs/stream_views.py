@@ -31,6 +31,7 @@ from django.contrib.auth import get_user
 from django.http import Http404, StreamingHttpResponse
 from django.utils.module_loading import import_string
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from accounts.authentication import user_for_raw_token
@@ -46,6 +47,13 @@ FINISHING_BLOCK_MS = 300
 
 
 class JobStreamView(APIView):
+    def perform_content_negotiation(self, request, force=False):
+        # EventSource asks for Accept: text/event-stream, which DRF's negotiation would
+        # refuse (406): the stream is not rendered by DRF, and errors are JSON whatever
+        # was asked for.
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
     @extend_schema(
         operation_id="jobs_stream",
         summary="What the job's agents say, live, as Server-Sent Events",

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import client_for, make_user, wait_for, worker_registered
 from tests.live.conftest import receive, token_of, web, ws_connect  # noqa: F401 (web is a fixture)
+from tests.pages.test_browser import browser_page, log_in  # noqa: F401 (browser_page is a fixture)
 from tests.workers.servers import ScriptedServer
 
 STREAM_LLM_PORT = int(os.environ.get("AGENTBUS_TEST_STREAM_LLM_PORT", "8435"))
@@ -86,7 +87,7 @@ def sse_parse(lines) -> tuple[list[dict], list[str]]:
 def sse_read(base: str, job_id: str, token: str, *, last_event_id: str | None = None, stop=None, timeout=30.0):
     """Read ``GET /jobs/{id}/stream`` until ``stop(message)`` (then hang up) or the
     server ends it; returns the messages and when each arrived (time.time())."""
-    headers = {"Authorization": token}
+    headers = {"Authorization": token, "Accept": "text/event-stream"}  # as EventSource asks
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
     messages, arrived, block = [], [], []
