@@ -259,7 +259,11 @@ def _async_client() -> redis.asyncio.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_keepalive=True)
+        # Longer than any XREAD BLOCK a reader asks for (at most the idle interval):
+        # redis-py's default of 5 s would end a 5 s block with a TimeoutError.
+        client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_keepalive=True, socket_timeout=settings.AGENTBUS_STREAM_IDLE_SECONDS + 30
+        )
         _async_clients[loop] = client
     return client
 

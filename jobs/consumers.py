@@ -30,6 +30,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
+from redis.exceptions import RedisError
 
 from accounts.ws_guard import CredentialRecheck
 from core.live_signing import live_verified
@@ -165,7 +166,14 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
         idle_ms = int(settings.AGENTBUS_STREAM_IDLE_SECONDS * 1000)
         try:
             while True:
-                batch = await self.stream_reader.next_batch(block_ms=idle_ms)
+                try:
+                    batch = await self.stream_reader.next_batch(block_ms=idle_ms)
+                except RedisError:
+                    # Redis away for a moment: read again from the same position, so
+                    # nothing is lost or sent twice once it is back.
+                    logger.warning("reading the stream of job %s failed; trying again", self.job_id, exc_info=True)
+                    await asyncio.sleep(1.0)
+                    continue
                 for message in batch:
                     await self.send(text_data=json.dumps(message))
                 if not batch or any(m["type"] in CLOSING for m in batch):

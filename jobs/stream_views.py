@@ -22,15 +22,18 @@ are gone.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from types import SimpleNamespace
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.db import close_old_connections
 from django.http import Http404, StreamingHttpResponse
 from django.utils.module_loading import import_string
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from redis.exceptions import RedisError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -41,6 +44,8 @@ from core.streams import CLOSING, DONE, StreamReader, entry_id_valid
 from jobs.models import JOB_TERMINAL, Job
 from jobs.purged import job_purged_response
 from jobs.selectors import job_get
+
+logger = logging.getLogger(__name__)
 
 # Once the job has finished, wait this long (ms) for the last markers before ending.
 FINISHING_BLOCK_MS = 300
@@ -88,6 +93,10 @@ class JobStreamView(APIView):
         if gone := job_purged_response(job):
             return gone
         credentials = _Credentials.of(request)
+        # The request's database connection would otherwise stay out of the pool until
+        # the stream ends (Django hands it back when the response closes): ten open
+        # streams took every connection of the pool and the next request waited 30 s.
+        close_old_connections()
         response = StreamingHttpResponse(
             _sse(job.id, after=after, credentials=credentials), content_type="text/event-stream; charset=utf-8"
         )
@@ -116,12 +125,14 @@ class _Credentials(SimpleNamespace):
         return user if user is not None and user.is_authenticated and user.pk == self.user_id else None
 
 
-@sync_to_async(thread_sensitive=False)
+# database_sync_to_async: hands the thread's connection back after each call, as the
+# websocket consumers do, so a long stream holds none between its checks.
+@database_sync_to_async
 def _job_status(job_id) -> str | None:
     return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
 
 
-@sync_to_async(thread_sensitive=False)
+@database_sync_to_async
 def _still_allowed(credentials: _Credentials, job_id) -> bool:
     user = credentials.user_now()
     if user is None:
@@ -149,7 +160,12 @@ async def _sse(job_id, *, after: str, credentials: _Credentials):
     recheck_at = time.monotonic() + settings.AGENTBUS_WS_RECHECK_INTERVAL
     reader = StreamReader(job_id, after=after)
     while True:
-        batch = await reader.next_batch(block_ms=FINISHING_BLOCK_MS if finishing else idle_ms)
+        try:
+            batch = await reader.next_batch(block_ms=FINISHING_BLOCK_MS if finishing else idle_ms)
+        except RedisError:
+            # End here; EventSource comes back after `retry` with Last-Event-ID and resumes.
+            logger.warning("reading the stream of job %s failed; the SSE response ends", job_id, exc_info=True)
+            return
         for message in batch:
             yield _event(message)
         if time.monotonic() >= recheck_at:
