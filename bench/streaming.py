@@ -329,7 +329,10 @@ def main() -> None:
         extra = medians[way] - medians["direct"]
         print(f"  through agentbus, {name:<9} (POST /jobs) {medians[way]:7.1f} ms   +{extra:.1f} ms   (aim <= 20 ms)")
     submits = SUBMIT_TIMES[4:]  # without the warm-ups (two runs of each transport)
-    print(f"  (of which POST /jobs answering: median {statistics.median(submits):.1f} ms)")
+    submit = statistics.median(submits)
+    print(f"  (of which POST /jobs answering: median {submit:.1f} ms; so from the job's acceptance to its first")
+    print(f"   token, SSE +{medians['sse'] - submit - medians['direct']:.1f} ms, websocket "
+          f"+{medians['ws'] - submit - medians['direct']:.1f} ms over the direct call)")  # fmt: skip
     print(f"\nper-chunk delay, server write -> reader ({args.chunks} chunks, one every {args.interval * 1000:.0f} ms)")
     base_p95 = delays["direct client"][1]
     for label, (p50, p95, worst) in delays.items():

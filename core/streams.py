@@ -42,6 +42,7 @@ import json
 import logging
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 
 import redis.asyncio
@@ -291,26 +292,161 @@ async def stream_read(job_id, *, after: str, block_ms: int) -> list[dict]:
     return [stream_message(job_id, entry_id, fields) for entry_id, fields in entries]
 
 
+# The newest entries a process's hub of a job keeps for its readers.
+HUB_BUFFER = 2000
+# How long the hub's XREAD blocks; also how soon it notices its last reader left.
+HUB_BLOCK_MS = 1000
+
+
+class _JobHub:
+    """One XREAD per job per web process, shared by that process's readers of the job.
+
+    With a blocking XREAD per reader, every chunk woke 50 Redis connections for 50
+    watchers, and the process parsed the same entry 50 times (bench/streaming.py). Here:
+    1. The hub starts after the stream's newest entry (``floor``): every entry after
+       that reaches its buffer, in order.
+    2. It reads in a loop, appends each batch to a bounded buffer (when the oldest falls
+       out, ``floor`` moves up to it) and wakes the waiting readers.
+    3. It stops once no reader is left (seen after at most HUB_BLOCK_MS).
+    A reader behind ``floor`` (it resumed from an older id) reads Redis itself until it
+    has caught up, then waits on the hub: so no entry is skipped or repeated however
+    the reader's position and the hub's relate.
+    """
+
+    def __init__(self, job_id) -> None:
+        import asyncio
+
+        self.job_id = job_id
+        self.buffer: deque[tuple[tuple[int, int], dict]] = deque(maxlen=HUB_BUFFER)
+        self.floor: tuple[int, int] | None = None  # None: not started, or Redis failed
+        self.readers = 0
+        self.closing = False
+        self.ready = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        import asyncio
+
+        try:
+            newest = await _async_client().xrevrange(stream_key(self.job_id), count=1)
+            position = newest[0][0].decode() if newest else "0-0"
+            self.floor = _id_tuple(position)
+            self.ready.set()
+            while self.readers > 0:
+                try:
+                    messages = await stream_read(self.job_id, after=position, block_ms=HUB_BLOCK_MS)
+                except redis.RedisError:
+                    logger.warning("the stream hub of job %s failed to read; trying again", self.job_id, exc_info=True)
+                    await asyncio.sleep(1.0)
+                    continue
+                if not messages:
+                    continue
+                position = messages[-1]["id"]
+                for message in messages:
+                    if len(self.buffer) == self.buffer.maxlen:
+                        self.floor = self.buffer[0][0]  # the oldest falls out: entries after it remain
+                    self.buffer.append((_id_tuple(message["id"]), message))
+                woken, self.changed = self.changed, asyncio.Event()
+                woken.set()
+        except redis.RedisError:
+            logger.warning("the stream hub of job %s could not start", self.job_id, exc_info=True)
+        finally:
+            # No await between the last check of ``readers`` and this: a reader joining
+            # now finds the hub closing and starts a new one.
+            self.closing = True
+            self.floor = None
+            self.ready.set()
+            self.changed.set()
+            hubs = _hubs.get(asyncio.get_running_loop(), {})
+            if hubs.get(self.job_id) is self:
+                del hubs[self.job_id]
+
+    def after(self, position: tuple[int, int]) -> list[dict]:
+        """The buffered entries after ``position`` (which is at or after ``floor``)."""
+        fresh = []
+        for entry_id, message in reversed(self.buffer):
+            if entry_id <= position:
+                break
+            fresh.append(message)
+        fresh.reverse()
+        return fresh
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _hub_join(job_id) -> _JobHub:
+    import asyncio
+
+    hubs = _hubs.setdefault(asyncio.get_running_loop(), {})
+    hub = hubs.get(job_id)
+    if hub is None or hub.closing:
+        hub = hubs[job_id] = _JobHub(job_id)
+    hub.readers += 1
+    return hub
+
+
 class StreamReader:
     """One reader's position in a job's stream: each ``next_batch`` gives the entries
     after the last one it gave, so every entry comes once, in order. A
     ``stream.truncated`` comes first if the position was trimmed away (the reader was
-    too far behind, or resumed too late)."""
+    too far behind, or resumed too late). Caught up, it waits on its process's hub of
+    the job (one XREAD for all its readers); ``close()`` when done."""
 
     def __init__(self, job_id, *, after: str = "0") -> None:
         self.job_id = job_id
         self.position = after
-        self._check_trim = after != "$"
+        self._check_trim = True
+        self._hub: _JobHub | None = None
+
+    def close(self) -> None:
+        if self._hub is not None:
+            self._hub.readers -= 1
+            self._hub = None
 
     async def next_batch(self, *, block_ms: int) -> list[dict]:
         """The next entries (at most READ_BATCH), waiting up to ``block_ms`` for one; []
         after that long a silence (the caller's moment for keep-alives and checks)."""
+        import asyncio
+        import time as clock
+
+        deadline = clock.monotonic() + block_ms / 1000
+        while True:
+            if self._hub is None or self._hub.closing:
+                self.close()
+                self._hub = _hub_join(self.job_id)
+            hub = self._hub
+            try:
+                await asyncio.wait_for(hub.ready.wait(), max(0.0, deadline - clock.monotonic()) or 0.001)
+            except TimeoutError:
+                return []
+            position = _id_tuple(self.position)
+            if hub.floor is None or position < hub.floor:
+                messages = await self._catch_up()
+                if messages:
+                    return messages
+            else:
+                messages = hub.after(position)[:READ_BATCH]
+                if messages:
+                    self.position = messages[-1]["id"]
+                    return messages
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                return []
+            try:
+                await asyncio.wait_for(hub.changed.wait(), remaining)
+            except TimeoutError:
+                return []
+
+    async def _catch_up(self) -> list[dict]:
+        """Read Redis directly from this reader's position (it is behind the hub)."""
         told: list[dict] = []
         if self._check_trim and await stream_trimmed_after(self.job_id, self.position):
             told = [{"type": TRUNCATED, "job": str(self.job_id), "after": self.position}]
-        messages = await stream_read(self.job_id, after=self.position, block_ms=0 if told else block_ms)
+        messages = await stream_read(self.job_id, after=self.position, block_ms=0)
         if messages:
             self.position = messages[-1]["id"]
-        # A full batch means this reader is behind: the writer may be trimming past it.
+        # A full batch means this reader is far behind: the writer may be trimming past it.
         self._check_trim = len(messages) >= READ_BATCH
         return told + messages

@@ -135,12 +135,14 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
         self.group = job_group(job.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        if self.stream_reader is not None:
+            # Before the log's replay: the text does not wait for the events (the two are
+            # ordered each in itself, not with each other).
+            self.stream_reader.job_id = job.id
+            self._stream_forward_start()
         async with self.lock:
             await self._send_from_log()
         self.watchdog = asyncio.create_task(self._resync_periodically())
-        if self.stream_reader is not None:
-            self.stream_reader.job_id = job.id
-            self._stream_forward_start()
         await self.recheck_start()  # credentials and access, while open (ws_guard)
 
     async def access_still_granted(self, user) -> bool:
@@ -184,6 +186,8 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
             raise
         except Exception:
             logger.exception("following the stream of job %s for a websocket failed", self.job_id)
+        finally:
+            self.stream_reader.close()  # leaves the process's hub of the job
 
     @live_verified
     async def job_events(self, message: dict) -> None:

@@ -159,23 +159,26 @@ async def _sse(job_id, *, after: str, credentials: _Credentials):
     idle_ms = int(settings.AGENTBUS_STREAM_IDLE_SECONDS * 1000)
     recheck_at = time.monotonic() + settings.AGENTBUS_WS_RECHECK_INTERVAL
     reader = StreamReader(job_id, after=after)
-    while True:
-        try:
-            batch = await reader.next_batch(block_ms=FINISHING_BLOCK_MS if finishing else idle_ms)
-        except RedisError:
-            # End here; EventSource comes back after `retry` with Last-Event-ID and resumes.
-            logger.warning("reading the stream of job %s failed; the SSE response ends", job_id, exc_info=True)
-            return
-        for message in batch:
-            yield _event(message)
-        if time.monotonic() >= recheck_at:
-            if not await _still_allowed(credentials, job_id):
+    try:
+        while True:
+            try:
+                batch = await reader.next_batch(block_ms=FINISHING_BLOCK_MS if finishing else idle_ms)
+            except RedisError:
+                # End here; EventSource comes back after `retry` with Last-Event-ID and resumes.
+                logger.warning("reading the stream of job %s failed; the SSE response ends", job_id, exc_info=True)
                 return
-            recheck_at = time.monotonic() + settings.AGENTBUS_WS_RECHECK_INTERVAL
-        if not batch:
-            if finishing:
-                yield _event({"type": DONE, "job": str(job_id), "status": await _job_status(job_id)})
-                return
-            yield b": keep-alive\n\n"
-        if not finishing and (not batch or any(m["type"] in CLOSING for m in batch)):
-            finishing = await _job_status(job_id) in JOB_TERMINAL
+            for message in batch:
+                yield _event(message)
+            if time.monotonic() >= recheck_at:
+                if not await _still_allowed(credentials, job_id):
+                    return
+                recheck_at = time.monotonic() + settings.AGENTBUS_WS_RECHECK_INTERVAL
+            if not batch:
+                if finishing:
+                    yield _event({"type": DONE, "job": str(job_id), "status": await _job_status(job_id)})
+                    return
+                yield b": keep-alive\n\n"
+            if not finishing and (not batch or any(m["type"] in CLOSING for m in batch)):
+                finishing = await _job_status(job_id) in JOB_TERMINAL
+    finally:
+        reader.close()  # leaves the process's hub of the job
