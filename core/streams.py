@@ -270,15 +270,22 @@ def _async_client() -> redis.asyncio.Redis:
 
 
 async def stream_trimmed_after(job_id, after: str) -> bool:
-    """True when entries after ``after`` were trimmed away (MAXLEN), so a reader resuming
-    there would have a gap; it is told with ``stream.truncated`` instead."""
+    """True when entries after ``after`` may have been trimmed away (MAXLEN), so a reader
+    resuming there would have a gap; it is told with ``stream.truncated`` instead.
+
+    Trimming removes the oldest entries, so there is a gap when some were removed and
+    the oldest one kept comes after ``after`` (Redis keeps no record of the last one
+    removed: a reader positioned exactly on it is told too, needlessly)."""
     try:
         info = await _async_client().xinfo_stream(stream_key(job_id))
     except redis.ResponseError:  # no such key: nothing was kept, nothing was trimmed
         return False
-    deleted = info.get("max-deleted-entry-id") or b"0-0"
-    deleted = deleted.decode() if isinstance(deleted, bytes) else str(deleted)
-    return _id_tuple(deleted) > _id_tuple(after)
+    removed = (info.get("entries-added") or 0) > (info.get("length") or 0)
+    first = info.get("first-entry")
+    if not removed or not first:
+        return False
+    first_id = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
+    return _id_tuple(after) < _id_tuple(first_id)
 
 
 async def stream_read(job_id, *, after: str, block_ms: int) -> list[dict]:
