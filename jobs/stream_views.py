@@ -32,8 +32,9 @@ from django.contrib.auth import get_user
 from django.db import close_old_connections
 from django.http import Http404, StreamingHttpResponse
 from django.utils.module_loading import import_string
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from redis.exceptions import RedisError
+from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -46,6 +47,17 @@ from jobs.purged import job_purged_response
 from jobs.selectors import job_get
 
 logger = logging.getLogger(__name__)
+
+EXAMPLE_MESSAGE = {
+    "type": "task.delta",
+    "id": "1764662400131-0",
+    "job": "6f1c2b1e-8a4d-4e55-9d1a-3b2f1c0d9e8f",
+    "task": "0b7e6c1a-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+    "key": "write",
+    "attempt": 1,
+    "offset": 0,
+    "text": "The tide",
+}
 
 # Once the job has finished, wait this long (ms) for the last markers before ending.
 FINISHING_BLOCK_MS = 300
@@ -72,7 +84,29 @@ class JobStreamView(APIView):
             OpenApiParameter("last_event_id", str, OpenApiParameter.QUERY, required=False),
         ],
         responses={
-            (200, "text/event-stream"): OpenApiResponse(description="The job's stream."),
+            (200, "text/event-stream"): OpenApiResponse(
+                response=inline_serializer(
+                    name="StreamMessage",
+                    fields={
+                        "type": serializers.CharField(help_text="The event's name: task.delta, task.end, ..."),
+                        "id": serializers.CharField(help_text="The resume token (also the SSE id)."),
+                        "job": serializers.UUIDField(),
+                        "task": serializers.UUIDField(),
+                        "key": serializers.CharField(),
+                        "attempt": serializers.IntegerField(),
+                        "offset": serializers.IntegerField(help_text="Characters of this attempt's text before it."),
+                        "text": serializers.CharField(required=False),
+                        "status": serializers.CharField(required=False),
+                    },
+                ),
+                description="One `data:` object per event.",
+                examples=[
+                    OpenApiExample(
+                        "A piece of text",
+                        value=EXAMPLE_MESSAGE,
+                    )
+                ],
+            ),
             400: BAD_REQUEST,
             401: UNAUTHENTICATED,
             404: NOT_FOUND,
