@@ -56,6 +56,11 @@ BASE = f"http://127.0.0.1:{PORT}"
 # How long each POST /jobs of the TTFT runs took to answer (ms): the part of the extra
 # time spent before the worker even has the task.
 SUBMIT_TIMES: list[float] = []
+# When the worker wrote the first chunk, after the POST began; and from there to the reader (ms).
+WRITTEN_AFTER: list[float] = []
+RELAY_TIMES: list[float] = []
+# When the worker's request reached the LLM server, after the POST began (ms).
+REQUESTED_AFTER: list[float] = []
 
 
 # --- the watcher child process -------------------------------------------------------------
@@ -120,11 +125,13 @@ class Gate:
         self.open = threading.Event()
         self.open.set()
         self.replies: list = []
+        self.arrived: list[float] = []  # when each request reached the server (time.time())
         self.plan = ([], 0.0, 0.0)  # pieces, wait before the first, interval
 
     def script(self, number: int, body: dict):
         from tests.workers.servers import chat_stream
 
+        self.arrived.append(time.time())
         pieces, first, interval = self.plan
         self.open.wait(60)
         reply = chat_stream(pieces, delay=interval, first_delay=first)
@@ -149,7 +156,9 @@ def direct_ttft(client, model: str) -> float:
     return ttft
 
 
-def agentbus_ttft(token: str, transport: str) -> float:
+def agentbus_ttft(token: str, transport: str, gate: Gate) -> float:
+    """Submit, follow, return the time to the first token read (s); also records where
+    the time went (SUBMIT_TIMES, WRITTEN_AFTER, RELAY_TIMES), from the entry id's clock."""
     import httpx
     from websockets.sync.client import connect
 
@@ -157,21 +166,27 @@ def agentbus_ttft(token: str, transport: str) -> float:
     body = {"requirements": "bench", "plan": {"tasks": [{"key": "t", "agent": "bench-llm"}]}}
     with httpx.Client(base_url=BASE, headers=headers, timeout=30) as client:
         client.get("/healthz")  # an open connection, as a client that already talks to us
+        wall = time.time()
         started = time.perf_counter()
         job_id = client.post("/jobs", json=body).json()["id"]
         SUBMIT_TIMES.append((time.perf_counter() - started) * 1000)
         if transport == "sse":
             with client.stream("GET", f"/jobs/{job_id}/stream") as response:
                 for line in response.iter_lines():
-                    if line.startswith("event: task.delta"):
-                        ttft = time.perf_counter() - started
+                    if line.startswith("data:") and json.loads(line[5:]).get("type") == "task.delta":
+                        ttft, first = time.perf_counter() - started, json.loads(line[5:])
                         break
         else:
             url = f"ws://127.0.0.1:{PORT}/ws/jobs/{job_id}?stream=1"
             with connect(url, additional_headers=headers, proxy=None) as socket:
-                while json.loads(socket.recv(timeout=30)).get("type") != "task.delta":
+                while (first := json.loads(socket.recv(timeout=30))).get("type") != "task.delta":
                     pass
                 ttft = time.perf_counter() - started
+    # The entry id is the worker's XADD time in ms (Redis' clock, this machine's).
+    written = int(first["id"].split("-")[0]) / 1000
+    WRITTEN_AFTER.append((written - wall) * 1000)
+    REQUESTED_AFTER.append((gate.arrived[-1] - wall) * 1000)
+    RELAY_TIMES.append((wall + ttft - written) * 1000)
     job_wait(job_id)
     return ttft
 
@@ -288,7 +303,7 @@ def main() -> None:
         total = (args.runs + 2) * 3
         for run in range(args.runs + 2):
             for index, (way, values) in enumerate(ways.items()):
-                ttft = direct_ttft(direct, "scripted-model") if way == "direct" else agentbus_ttft(token, way)
+                ttft = direct_ttft(direct, "scripted-model") if way == "direct" else agentbus_ttft(token, way, gate)
                 if run >= 2:  # the first two are warm-ups
                     values.append(ttft * 1000)
                 progress("time to first token", run * 3 + index + 1, total)
@@ -328,11 +343,16 @@ def main() -> None:
     for way, name in (("sse", "SSE"), ("ws", "websocket")):
         extra = medians[way] - medians["direct"]
         print(f"  through agentbus, {name:<9} (POST /jobs) {medians[way]:7.1f} ms   +{extra:.1f} ms   (aim <= 20 ms)")
-    submits = SUBMIT_TIMES[4:]  # without the warm-ups (two runs of each transport)
-    submit = statistics.median(submits)
-    print(f"  (of which POST /jobs answering: median {submit:.1f} ms; so from the job's acceptance to its first")
-    print(f"   token, SSE +{medians['sse'] - submit - medians['direct']:.1f} ms, websocket "
-          f"+{medians['ws'] - submit - medians['direct']:.1f} ms over the direct call)")  # fmt: skip
+    submit, requested, written, relay = (
+        statistics.median(values[4:]) for values in (SUBMIT_TIMES, REQUESTED_AFTER, WRITTEN_AFTER, RELAY_TIMES)
+    )
+    print("  where the time went (medians of both transports, from the POST's start):")
+    print(f"    POST /jobs answered                        {submit:7.1f} ms")
+    print(f"    the worker's request reached the server    {requested:7.1f} ms")
+    print(
+        f"    the worker wrote the first chunk (XADD)    {written:7.1f} ms   (direct TTFT {medians['direct']:.1f} ms)"
+    )
+    print(f"    the reader had it                          {written + relay:7.1f} ms   (relay {relay:.1f} ms)")
     print(f"\nper-chunk delay, server write -> reader ({args.chunks} chunks, one every {args.interval * 1000:.0f} ms)")
     base_p95 = delays["direct client"][1]
     for label, (p50, p95, worst) in delays.items():
