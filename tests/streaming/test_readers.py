@@ -99,3 +99,21 @@ def test_a_reader_resuming_after_trimmed_entries_is_told_before_reading_on(job_i
     kept = words_of(batch[1:])
     assert kept and kept[-1] == "w999 " and len(kept) < 1000
     assert kept == [f"w{i} " for i in range(1000 - len(kept), 1000)]  # what is kept, in order
+
+
+def test_an_attempt_left_open_is_closed_as_abandoned_when_the_next_one_starts_and_a_late_end_changes_nothing(job_id):
+    first = writer(job_id, 2)  # its worker "died": no end
+    second = AttemptStream(job_id=job_id, task_id="t", key="k", attempt=2, timeout=30)
+    second.delta("again")
+    assert first.end("pending") is None  # too late: attempt 2 is the open one now
+    second.end("succeeded")
+
+    async def scenario():
+        reader = StreamReader(job_id, after="0")
+        batch = await reader.next_batch(block_ms=100)
+        reader.close()
+        return batch
+
+    kinds = [(m["type"], m["attempt"]) for m in asyncio.run(scenario())]
+    assert kinds == [("task.attempt", 1), ("task.delta", 1), ("task.delta", 1), ("task.abandoned", 1),
+                     ("task.attempt", 2), ("task.delta", 2), ("task.end", 2)]  # fmt: skip
