@@ -28,9 +28,8 @@ from core.metrics import task_timed
 from core.queue import TIMEOUT_GRACE, TaskMessage, tasks_enqueue
 from core.tracing import dispatch_traceparents, task_span
 from jobs.lifecycle import task_ask_human, task_claim, task_defer, task_fail_attempt, task_succeed
-from jobs.models import Task
 from workers.context import AgentContext, HumanInputRequired
-from workers.services import task_upstream_outputs
+from workers.services import task_status_now, task_upstream_outputs
 from workers.supervision import supervise
 
 logger = logging.getLogger(__name__)
@@ -150,7 +149,7 @@ def stream_end(ctx: AgentContext) -> None:
     (``succeeded``; ``pending`` when a retry is scheduled; ``failed``, ...)."""
     if not ctx.stream_of_attempt.opened:
         return
-    status = Task.objects.filter(pk=ctx.task_id).values_list("status", flat=True).first() or "unknown"
+    status = task_status_now(task_id=ctx.task_id)
     try:
         ctx.stream_of_attempt.end(status)
     except RedisError:
