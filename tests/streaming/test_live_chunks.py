@@ -103,3 +103,37 @@ def test_an_http_agent_answering_with_an_sse_body_streams_its_chunks_and_its_fin
     assert [m["type"] for m in messages] == ["task.attempt", "task.delta", "task.emit", "task.delta", "task.end",
                                              "stream.done"]  # fmt: skip
     assert text_of(messages) == "Bonjour, monde" and messages[2]["data"] == {"name": "dictionary"}
+
+
+def test_a_signed_ndjson_answer_passes_its_chunks_on_only_once_the_whole_body_is_verified(
+    pipeline, web, staff, alice, serve
+):
+    from agents.http import NONCE_HEADER, REPLY_SIGNATURE_HEADER, http_reply_signature
+
+    events = [{"delta": "checked "}, {"delta": "words"}, {"output": {"text": "checked words"}}]
+
+    def signed(headers: dict, body: bytes) -> dict:
+        nonce = next(v for k, v in headers.items() if k.lower() == NONCE_HEADER.lower())
+        return {REPLY_SIGNATURE_HEADER: http_reply_signature("reply-key", nonce=nonce, status=200, body=body)}
+
+    replies = []
+
+    def script(number, body):
+        replies.append(Streamed(events, delay=0.3, format="ndjson", headers=signed))
+        return 200, replies[-1]
+
+    serve(STREAM_AGENT_PORT, script)
+    response = staff.post(
+        "/agents",
+        {"name": "notary", "kind": "http", "url": f"http://127.0.0.1:{STREAM_AGENT_PORT}/", "secret": "s",
+         "reply_secret": "reply-key", "timeout": 10, "max_attempts": 1},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201, response.content
+    job_id = submit(alice, {"key": "n", "agent": "notary"})
+    messages, arrived = sse_read(web.http, job_id, token_of(alice))
+    assert job_wait(job_id).status == "succeeded"
+    assert text_of(messages) == "checked words"
+    first_delta = next(i for i, m in enumerate(messages) if m["type"] == "task.delta")
+    # Held until the last line was in and the signature checked out: none was seen earlier.
+    assert arrived[first_delta] >= replies[0].sent_at[-1]

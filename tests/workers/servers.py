@@ -30,6 +30,10 @@ class Streamed:
     first_delay: float | None = None
     cut_after: int | None = None
     done: bool = True
+    # "ndjson": one JSON object a line (application/x-ndjson) instead of SSE events.
+    format: str = "sse"
+    # Extra response headers; a callable gets the request's headers and the whole body.
+    headers: dict | Callable[[dict, bytes], dict] = field(default_factory=dict)
     # Filled in by the server: when each event was written (time.time()), by index.
     sent_at: list[float] = field(default_factory=list)
 
@@ -98,23 +102,36 @@ class ScriptedServer:
                 # truncated body the client notices, not an ordinary end.
                 self.protocol_version = "HTTP/1.1"
                 self.send_response(status)
-                self.send_header("Content-Type", "text/event-stream")
+                frames = [
+                    (json.dumps(e) + "\n").encode()
+                    if reply.format == "ndjson"
+                    else f"data: {json.dumps(e)}\n\n".encode()
+                    for e in reply.events
+                ]
+                if reply.done and reply.format == "sse":
+                    frames.append(b"data: [DONE]\n\n")
+                extra = (
+                    reply.headers(dict(self.headers), b"".join(frames)) if callable(reply.headers) else reply.headers
+                )
+                content_type = "application/x-ndjson" if reply.format == "ndjson" else "text/event-stream"
+                self.send_header("Content-Type", content_type)
                 self.send_header("Cache-Control", "no-cache")
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                for index, event in enumerate(reply.events):
+                for index, frame in enumerate(frames):
                     if reply.cut_after is not None and index >= reply.cut_after:
                         self.connection.shutdown(2)  # the server "dies" mid-answer
                         return
                     pause = reply.first_delay if index == 0 and reply.first_delay is not None else reply.delay
-                    if pause:
+                    if pause and index < len(reply.events):
                         time.sleep(pause)
-                    self._chunk(f"data: {json.dumps(event)}\n\n".encode())
-                    reply.sent_at.append(time.time())
-                if reply.done:
-                    self._chunk(b"data: [DONE]\n\n")
+                    self._chunk(frame)
+                    if index < len(reply.events):
+                        reply.sent_at.append(time.time())
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
