@@ -24,8 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from types import SimpleNamespace
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
@@ -39,8 +41,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from accounts.authentication import user_for_raw_token
-from core.errors import ApplicationError
-from core.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED
+from accounts.ws_guard import long_connection_close, long_connection_open
+from core.errors import ApplicationError, QuotaExceeded
+from core.openapi import BAD_REQUEST, NOT_FOUND, UNAUTHENTICATED, error
 from core.streams import CLOSING, DONE, StreamReader, entry_id_valid
 from jobs.models import JOB_TERMINAL, Job
 from jobs.purged import job_purged_response
@@ -110,6 +113,7 @@ class JobStreamView(APIView):
             400: BAD_REQUEST,
             401: UNAUTHENTICATED,
             404: NOT_FOUND,
+            429: error("Too many live connections (websockets and streams) open: `too_many_connections`."),
         },
     )
     def get(self, request, job_id):
@@ -127,12 +131,21 @@ class JobStreamView(APIView):
         if gone := job_purged_response(job):
             return gone
         credentials = _Credentials.of(request)
+        # Counted with the user's websockets: a stream holds a coroutine and a reader.
+        connection = f"sse:{uuid.uuid4().hex}"
+        if not long_connection_open(request.user.pk, connection):
+            raise QuotaExceeded(
+                f"You have {settings.AGENTBUS_WS_MAX_PER_USER} live connections (websockets and streams) open "
+                "already; close one first.",
+                code="too_many_connections",
+            )
         # The request's database connection would otherwise stay out of the pool until
         # the stream ends (Django hands it back when the response closes): ten open
         # streams took every connection of the pool and the next request waited 30 s.
         close_old_connections()
         response = StreamingHttpResponse(
-            _sse(job.id, after=after, credentials=credentials), content_type="text/event-stream; charset=utf-8"
+            _sse(job.id, after=after, credentials=credentials, connection=connection),
+            content_type="text/event-stream; charset=utf-8",
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -183,7 +196,7 @@ def _event(message: dict) -> bytes:
     return f"{head}event: {message['type']}\ndata: {json.dumps(message, separators=(',', ':'))}\n\n".encode()
 
 
-async def _sse(job_id, *, after: str, credentials: _Credentials):
+async def _sse(job_id, *, after: str, credentials: _Credentials, connection: str):
     """1. Say how soon to reconnect. 2. Follow the stream from ``after``, one event per
     entry. 3. When the job has finished (looked at when an attempt closes, and when the
     stream is idle), wait briefly for the last markers, say ``stream.done`` and end.
@@ -206,6 +219,7 @@ async def _sse(job_id, *, after: str, credentials: _Credentials):
             if time.monotonic() >= recheck_at:
                 if not await _still_allowed(credentials, job_id):
                     return
+                await sync_to_async(long_connection_open)(credentials.user_id, connection)  # still alive
                 recheck_at = time.monotonic() + settings.AGENTBUS_WS_RECHECK_INTERVAL
             if not batch:
                 if finishing:
@@ -216,3 +230,4 @@ async def _sse(job_id, *, after: str, credentials: _Credentials):
                 finishing = await _job_status(job_id) in JOB_TERMINAL
     finally:
         reader.close()  # leaves the process's hub of the job
+        await sync_to_async(long_connection_close)(credentials.user_id, connection)

@@ -120,3 +120,31 @@ def test_the_stream_of_a_finished_job_that_never_streamed_ends_at_once(pipeline,
     messages, _ = sse_read(web.http, job_id, token_of(alice))
     assert [m["type"] for m in messages] == ["stream.done"] and messages[0]["status"] == "succeeded"
     assert time.monotonic() - started < 3
+
+
+def test_streams_count_with_the_users_websockets_and_one_too_many_is_a_429(pipeline, web, alice, settings):
+    import threading
+
+    from accounts.ws_guard import long_connection_close, long_connection_open
+
+    job_id = submit(alice, {"key": "t", "agent": "talker", "input": {"words": ["a "] * 30, "pause": 0.1}})
+    # Fill the user's budget (AGENTBUS_WS_MAX_PER_USER, 20) but one, as other sockets would.
+    others = [f"test:{i}" for i in range(settings.AGENTBUS_WS_MAX_PER_USER - 1)]
+    for name in others:
+        assert long_connection_open(alice.user.pk, name)
+    try:
+        first_delta = threading.Event()
+        reader = threading.Thread(
+            target=lambda: sse_read(web.http, job_id, token_of(alice), stop=lambda m: first_delta.set() or False)
+        )
+        reader.start()
+        assert first_delta.wait(15)  # the last one allowed is open and streaming
+        refused = httpx.get(f"{web.http}/jobs/{job_id}/stream", headers={"Authorization": token_of(alice)})
+        assert refused.status_code == 429 and refused.json()["error"] == "too_many_connections"
+        reader.join(30)
+    finally:
+        for name in others:
+            long_connection_close(alice.user.pk, name)
+    assert job_wait(job_id).status == "succeeded"
+    closed = httpx.get(f"{web.http}/jobs/{job_id}/stream", headers={"Authorization": token_of(alice)})
+    assert closed.status_code == 200  # the finished stream gave its place back
