@@ -7,6 +7,13 @@ What is kept where:
   log. It is trimmed to about ``AGENTBUS_STREAM_MAXLEN`` entries (``XADD MAXLEN ~``) and
   expires ``AGENTBUS_STREAM_RESUME_SECONDS`` after an attempt ends (while an attempt runs,
   its task's timeout is added, so a long pause between tokens does not drop it).
+- **A checkpoint of each task's text**: every CHECKPOINT_EVERY pieces, and at the
+  attempt's end, the worker writes the attempt's text so far, with the id of the last
+  piece it includes, to the hash ``agentbus:stream:<job id>:checkpoints`` (task id ->
+  JSON). A reader whose position was trimmed away gets ``stream.truncated``, then a
+  ``task.snapshot`` per task (its text up to ``upto``), then the entries kept, without
+  the pieces a snapshot already holds: so even past MAXLEN it loses no text as long as
+  the checkpoint is still in the kept range (with one task streaming, always).
 - **Which attempt of each task is streaming** lives beside it, in the hash
   ``agentbus:stream:<job id>:open`` (task id -> ``"<attempt>|<key>"``): that is how a
   new attempt, or the reconciler after a worker died, knows to close the old one.
@@ -58,11 +65,15 @@ DELTA = "task.delta"
 EMIT = "task.emit"
 END = "task.end"
 ABANDONED = "task.abandoned"
+SNAPSHOT = "task.snapshot"  # a checkpoint's text, given to a reader behind the trimmed part
 # Not entries: said by the readers themselves.
 TRUNCATED = "stream.truncated"  # entries after the client's position were trimmed away
 DONE = "stream.done"  # the job finished and its stream has nothing more (SSE only)
 
 CLOSING = (END, ABANDONED)
+# A task's text is checkpointed every this many pieces (and at the end of its attempt):
+# well under the smallest MAXLEN (100), so a checkpoint stays within what is kept.
+CHECKPOINT_EVERY = 50
 # Entries read per XREAD: a reader far behind catches up in batches of this size.
 READ_BATCH = 500
 
@@ -110,6 +121,10 @@ def _open_key(job_id) -> str:
     return f"agentbus:stream:{job_id}:open"
 
 
+def _checkpoints_key(job_id) -> str:
+    return f"agentbus:stream:{job_id}:checkpoints"
+
+
 def _scripts():
     client = redis_client()
     cached = getattr(client, "_agentbus_stream_scripts", None)
@@ -135,6 +150,9 @@ class AttemptStream:
     offset: int = 0
     opened: bool = False
     _deadline: float = field(default=0.0, repr=False)
+    _pieces: list = field(default_factory=list, repr=False)  # the attempt's text, for checkpoints
+    _unsaved: int = field(default=0, repr=False)  # pieces since the last checkpoint
+    _last_id: str = field(default="", repr=False)
 
     def _ttl(self) -> int:
         if not self._deadline:
@@ -171,7 +189,22 @@ class AttemptStream:
             return None
         entry_id = self._add({"type": DELTA, "offset": self.offset, "text": text})
         self.offset += len(text)
+        self._pieces.append(text)
+        self._unsaved += 1
+        self._last_id = entry_id
+        if self._unsaved >= CHECKPOINT_EVERY:
+            self._checkpoint()
         return entry_id
+
+    def _checkpoint(self) -> None:
+        text = "".join(self._pieces)
+        self._pieces = [text]
+        self._unsaved = 0
+        value = json.dumps({"attempt": self.attempt, "key": self.key, "upto": self._last_id, "text": text})
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.hset(_checkpoints_key(self.job_id), self.task_id, value)
+        pipe.expire(_checkpoints_key(self.job_id), self._ttl())
+        pipe.execute()
 
     def emit(self, kind: str, data=None) -> str:
         """A custom chunk (``kind`` names it, ``data`` is JSON), beside the text."""
@@ -183,6 +216,8 @@ class AttemptStream:
         """Close the attempt's stream with the task's status after it; nothing if it never opened."""
         if not self.opened:
             return None
+        if self._unsaved:
+            self._checkpoint()
         return _close(self.job_id, self.task_id, self.attempt, END, "status", status, self.offset)
 
 
@@ -286,6 +321,23 @@ async def stream_trimmed_after(job_id, after: str) -> bool:
         return False
     first_id = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
     return _id_tuple(after) < _id_tuple(first_id)
+
+
+async def stream_snapshots(job_id) -> list[dict]:
+    """Each task's last checkpoint, as ``task.snapshot`` messages, oldest first."""
+    raw = await _async_client().hgetall(_checkpoints_key(job_id))
+    snapshots = []
+    for task_id, value in raw.items():
+        try:
+            saved = json.loads(value)
+        except ValueError:
+            continue
+        snapshots.append(
+            {"type": SNAPSHOT, "job": str(job_id), "task": task_id.decode() if isinstance(task_id, bytes) else task_id,
+             "key": saved.get("key", ""), "attempt": int(saved.get("attempt", 0)), "offset": 0,
+             "upto": saved.get("upto", "0-0"), "text": saved.get("text", "")}
+        )  # fmt: skip
+    return sorted(snapshots, key=lambda m: _id_tuple(m["upto"]))
 
 
 async def stream_read(job_id, *, after: str, block_ms: int) -> list[dict]:
@@ -406,6 +458,8 @@ class StreamReader:
         self.position = after
         self._check_trim = True
         self._hub: _JobHub | None = None
+        # After snapshots: task id -> (attempt, id); that attempt's entries up to the id are in them.
+        self._covered: dict[str, tuple[int, tuple[int, int]]] = {}
 
     def close(self) -> None:
         if self._hub is not None:
@@ -430,14 +484,18 @@ class StreamReader:
                 return []
             position = _id_tuple(self.position)
             if hub.floor is None or position < hub.floor:
-                messages = await self._catch_up()
+                messages, moved = await self._catch_up()
                 if messages:
                     return messages
+                if moved:  # everything read was in a snapshot already: read on
+                    continue
             else:
                 messages = hub.after(position)[:READ_BATCH]
                 if messages:
                     self.position = messages[-1]["id"]
-                    return messages
+                    if fresh := self._uncovered(messages):
+                        return fresh
+                    continue
             remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return []
@@ -446,14 +504,32 @@ class StreamReader:
             except TimeoutError:
                 return []
 
-    async def _catch_up(self) -> list[dict]:
-        """Read Redis directly from this reader's position (it is behind the hub)."""
+    async def _catch_up(self) -> tuple[list[dict], bool]:
+        """Read Redis directly from this reader's position (it is behind the hub); also
+        whether the position moved."""
         told: list[dict] = []
         if self._check_trim and await stream_trimmed_after(self.job_id, self.position):
             told = [{"type": TRUNCATED, "job": str(self.job_id), "after": self.position}]
+        if told:
+            told += await stream_snapshots(self.job_id)
+            self._covered = {m["task"]: (m["attempt"], _id_tuple(m["upto"])) for m in told[1:]}
         messages = await stream_read(self.job_id, after=self.position, block_ms=0)
         if messages:
             self.position = messages[-1]["id"]
         # A full batch means this reader is far behind: the writer may be trimming past it.
         self._check_trim = len(messages) >= READ_BATCH
-        return told + messages
+        return told + self._uncovered(messages), bool(messages)
+
+    def _uncovered(self, messages: list[dict]) -> list[dict]:
+        """Without the entries a snapshot given to this reader already holds."""
+        if not self._covered:
+            return messages
+        kept = []
+        for message in messages:
+            covered = self._covered.get(message.get("task"))
+            if covered is not None and message["attempt"] == covered[0]:
+                if _id_tuple(message["id"]) <= covered[1]:
+                    continue
+                del self._covered[message["task"]]  # past its snapshot: nothing more to drop
+            kept.append(message)
+        return kept

@@ -58,7 +58,10 @@ window.agentbusStream = (function () {
         setState(t, "attempt " + m.attempt + " · writing");
       }
       if (m.attempt < t.attempt) return;  // an older attempt's late words
-      if (m.type === "task.delta") {
+      if (m.type === "task.snapshot") {   // this attempt's text so far (we resumed past trimmed pieces)
+        t.text.textContent = m.text;
+        t.length = m.text.length;
+      } else if (m.type === "task.delta") {
         if (m.offset < t.length) return;  // already shown
         t.text.appendChild(document.createTextNode(m.text));
         t.length = m.offset + m.text.length;
@@ -76,7 +79,7 @@ window.agentbusStream = (function () {
     function open() {
       if (source || !("EventSource" in window)) return;
       source = new EventSource(url);
-      ["task.attempt", "task.delta", "task.emit", "task.end", "task.abandoned"].forEach(function (type) {
+      ["task.attempt", "task.snapshot", "task.delta", "task.emit", "task.end", "task.abandoned"].forEach(function (type) {
         source.addEventListener(type, function (event) {
           try { apply(JSON.parse(event.data)); } catch (e) { /* not ours */ }
         });

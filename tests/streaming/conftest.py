@@ -133,6 +133,8 @@ def text_of(messages: list[dict], *, attempt: int | None = None) -> str:
     """The text the deltas spell (of one attempt), checking each begins where the last ended."""
     text = ""
     for m in messages:
+        if m["type"] == "task.snapshot" and (attempt is None or m["attempt"] == attempt):
+            text = m["text"]  # the text up to a checkpoint, for a reader behind trimmed entries
         if m["type"] == "task.delta" and (attempt is None or m["attempt"] == attempt):
             assert m["offset"] == len(text), (m, text)
             text += m["text"]

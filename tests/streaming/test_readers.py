@@ -12,7 +12,8 @@ import uuid
 import pytest
 
 import core.streams
-from core.streams import TRUNCATED, AttemptStream, StreamReader
+from core.streams import SNAPSHOT, TRUNCATED, AttemptStream, StreamReader
+from tests.streaming.conftest import text_of
 
 
 def writer(job_id: str, words: int, *, pause: float = 0.0) -> AttemptStream:
@@ -84,9 +85,9 @@ def test_a_reader_left_behind_by_the_hubs_buffer_catches_up_from_redis_without_a
     assert words_of(quick) == [f"w{i} " for i in range(2, 40)]
 
 
-def test_a_reader_resuming_after_trimmed_entries_is_told_before_reading_on(job_id, settings):
+def test_a_reader_resuming_after_trimmed_entries_is_told_and_gets_the_checkpointed_text_then_the_rest(job_id, settings):
     settings.AGENTBUS_STREAM_MAXLEN = 100
-    writer(job_id, 1000)  # XADD MAXLEN ~ 100 trims the oldest (in whole nodes)
+    writer(job_id, 1020)  # XADD MAXLEN ~ 100 trims the oldest (in whole nodes); checkpoints every 50
 
     async def scenario():
         reader = StreamReader(job_id, after="0")
@@ -96,9 +97,13 @@ def test_a_reader_resuming_after_trimmed_entries_is_told_before_reading_on(job_i
 
     batch = asyncio.run(scenario())
     assert batch[0]["type"] == TRUNCATED and batch[0]["after"] == "0"
-    kept = words_of(batch[1:])
-    assert kept and kept[-1] == "w999 " and len(kept) < 1000
-    assert kept == [f"w{i} " for i in range(1000 - len(kept), 1000)]  # what is kept, in order
+    snapshot = batch[1]
+    assert snapshot["type"] == SNAPSHOT and snapshot["attempt"] == 1 and "id" not in snapshot  # not a resume token
+    kept = words_of(batch[2:])
+    assert snapshot["text"] == "".join(f"w{i} " for i in range(1000))  # the checkpoint after the 1000th
+    # Then the pieces after it and only those: the whole text, once.
+    assert kept == [f"w{i} " for i in range(1000, 1020)]
+    assert text_of(batch) == "".join(f"w{i} " for i in range(1020))
 
 
 def test_an_attempt_left_open_is_closed_as_abandoned_when_the_next_one_starts_and_a_late_end_changes_nothing(job_id):
