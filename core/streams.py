@@ -39,8 +39,9 @@ The entry types, in an attempt's order:
    worker gone.
 
 Writers are workers (sync, ``redis_client()``); readers are the web process's SSE view
-and websocket consumer (asyncio, one connection per reader blocked in ``XREAD``).
-Nothing is written for an attempt that never streams, so other tasks pay nothing.
+and websocket consumer (asyncio): each ``StreamReader`` keeps its own position, and the
+readers of one job in one process share one blocking ``XREAD`` (``_JobHub``). Nothing is
+written for an attempt that never streams, so other tasks pay nothing.
 """
 
 from __future__ import annotations
