@@ -106,6 +106,21 @@ def _socket_unregister(user_id, channel_name: str) -> None:
         pass  # it ages out
 
 
+def long_connection_open(user_id, name: str) -> bool:
+    """Count a long-lived connection other than a websocket (an SSE stream, jobs.stream_views)
+    among the user's sockets, under the same AGENTBUS_WS_MAX_PER_USER; False (and not
+    counted) beyond it. Call again at least every 90 s while it is open, and
+    ``long_connection_close`` at its end (or it ages out)."""
+    if _socket_register(user_id, name) > _max_sockets():
+        _socket_unregister(user_id, name)
+        return False
+    return True
+
+
+def long_connection_close(user_id, name: str) -> None:
+    _socket_unregister(user_id, name)
+
+
 class CredentialRecheck:
     """Mixin for AsyncWebsocketConsumer: ``await self.recheck_start()`` after accept(),
     ``await self.recheck_stop()`` in disconnect(); override ``access_still_granted``."""

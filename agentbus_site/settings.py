@@ -181,6 +181,14 @@ CHANNEL_LAYERS = {
 # event the channel layer dropped reaches the client even when no later event reveals it.
 AGENTBUS_WS_RESYNC_INTERVAL = env_float("AGENTBUS_WS_RESYNC_INTERVAL", 5.0, minimum=0.1)
 
+# Streams of what agents say while they say it (core/streams.py): a Redis Stream per job,
+# kept this many seconds after its last chunk (the window a dropped client may resume in,
+# LangGraph's default) and trimmed to about this many entries.
+AGENTBUS_STREAM_RESUME_SECONDS = env_int("AGENTBUS_STREAM_RESUME_SECONDS", 120, minimum=1)
+AGENTBUS_STREAM_MAXLEN = env_int("AGENTBUS_STREAM_MAXLEN", 10_000, minimum=100)
+# An idle GET /jobs/{id}/stream sends a keep-alive comment and looks at the job this often (s).
+AGENTBUS_STREAM_IDLE_SECONDS = env_float("AGENTBUS_STREAM_IDLE_SECONDS", 5.0, minimum=0.1)
+
 CHROMA_URL = env_url("CHROMA_URL", "http://127.0.0.1:8100", schemes=("http", "https"))
 
 # --- memory (memory/) --------------------------------------------------------------------
@@ -328,6 +336,8 @@ AGENTBUS_LLM_BASE_URL = (
 )
 AGENTBUS_LLM_MODEL = env_str("AGENTBUS_LLM_MODEL", "gpt-4o-mini")
 AGENTBUS_LLM_API_KEY = env_str("AGENTBUS_LLM_API_KEY", "")
+# LLM agents ask for a streamed answer (stream=True) and pass its chunks to the job's stream.
+AGENTBUS_LLM_STREAM = env_bool("AGENTBUS_LLM_STREAM", True)
 # The queue the planner's task goes to; the standard worker serves "default".
 AGENTBUS_PLANNER_QUEUE = env_str("AGENTBUS_PLANNER_QUEUE", "default")
 # How many times the planner asks the LLM (the first try plus corrections).

@@ -14,6 +14,7 @@ from agents.views import AgentListView
 from core.openapi import DocsView, SchemaView
 from jobs.artifact_views import ArtifactDownloadView
 from jobs.dashboard.pages import job_cancel_page, job_detail_page, job_list_page, job_new_page, job_retry_page
+from jobs.stream_views import JobStreamView
 from jobs.views import JobCancelView, JobDetailView, JobEventsView, JobListView, JobResultsView
 from ops.health import healthz, readyz
 from ops.metrics import metrics_view
@@ -31,6 +32,7 @@ urlpatterns = [
     re_path(rf"^jobs/{UUID}/results/?$", JobResultsView.as_view(), name="job-results"),
     re_path(rf"^jobs/{UUID}/cancel/?$", JobCancelView.as_view(), name="job-cancel"),
     re_path(rf"^jobs/{UUID}/events/?$", JobEventsView.as_view(), name="job-events"),
+    re_path(rf"^jobs/{UUID}/stream/?$", JobStreamView.as_view(), name="job-stream"),
     re_path(
         # A UUID for the artifact too: a 36-character id of hex and dashes in the wrong
         # places used to reach the query and fail there (a 500, found by schemathesis).

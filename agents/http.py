@@ -16,6 +16,14 @@ with ``"spawn": [task, ...]`` follow-up tasks), or ``{"ask": {"question", "optio
 to ask a human. 5xx, 408, 429, timeouts and connection errors are retried; any other
 4xx is the request's fault and fails the task without a retry. Redirects are not
 followed: the worker talks only to the URL staff configured.
+
+An agent may stream its answer: a ``text/event-stream`` body (``data: <json>`` events)
+or an ``application/x-ndjson`` one (a JSON object a line), sent as it goes. Each object
+is ``{"delta": "text"}`` (a piece of the task's text, passed to the job's stream at
+once), ``{"event": kind, "data": ...}`` (a custom chunk), or the final answer as above
+(``{"output": ...}``, ``{"ask": ...}``), which must come last. With a ``reply_secret``
+the signature covers the whole body, so the chunks are passed on only once it checks
+out (watchers see them at the end, never unverified).
 """
 
 from __future__ import annotations
@@ -112,7 +120,7 @@ def http_agent_run(spec: AgentSpec, ctx):
         ),
     }
     reply_check = (spec.reply_secret, nonce) if spec.reply_secret else None
-    reply = breaker_for(spec).call(_post, spec.url, body, headers, spec.timeout, reply_check)
+    reply = breaker_for(spec).call(_post, spec.url, body, headers, spec.timeout, reply_check, ctx)
     if "ask" in reply:
         ask = reply["ask"]
         if not isinstance(ask, dict) or not isinstance(ask.get("question"), str):
@@ -148,22 +156,30 @@ def _http_client() -> httpx.Client:
     return _client
 
 
-def _post(url: str, body: bytes, headers: dict, timeout: float, reply_check: tuple[str, str] | None = None) -> dict:
+STREAMED_TYPES = ("text/event-stream", "application/x-ndjson")
+
+
+def _post(
+    url: str, body: bytes, headers: dict, timeout: float, reply_check: tuple[str, str] | None = None, ctx=None
+) -> dict:
     try:
         with http_span(url, headers) as record_status:  # adds traceparent to headers when tracing
-            response = _http_client().post(url, content=body, headers=headers, timeout=timeout)
+            request = _http_client().build_request("POST", url, content=body, headers=headers, timeout=timeout)
+            response = _http_client().send(request, stream=True)
             record_status(response.status_code)
+            try:
+                content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if content_type in STREAMED_TYPES and response.status_code < 300:
+                    return _streamed_reply(response, content_type, url, reply_check, ctx)
+                response.read()
+            finally:
+                response.close()
     except httpx.TimeoutException as exc:
         raise HttpAgentError(f"no answer from {url} within {timeout}s") from exc
     except httpx.HTTPError as exc:
         raise HttpAgentError(f"cannot reach {url}: {exc}") from exc
     text = response.text[:500]
-    if reply_check is not None:
-        reply_secret, nonce = reply_check
-        expected = http_reply_signature(reply_secret, nonce=nonce, status=response.status_code, body=response.content)
-        if not hmac.compare_digest(expected, response.headers.get(REPLY_SIGNATURE_HEADER, "")):
-            # Someone between us and the agent, or a misconfigured agent: retry, never trust it.
-            raise HttpAgentError(f"the reply from {url} has no valid {REPLY_SIGNATURE_HEADER}")
+    _reply_check(response, response.content, url, reply_check)
     if response.status_code >= 500 or response.status_code in RETRYABLE_4XX:
         raise HttpAgentError(f"HTTP {response.status_code} from {url}: {text}")
     if response.status_code >= 300:
@@ -175,3 +191,77 @@ def _post(url: str, body: bytes, headers: dict, timeout: float, reply_check: tup
     if not isinstance(reply, dict):
         raise NonRetryableError("the agent's response must be a JSON object")
     return reply
+
+
+def _reply_check(response, content: bytes, url: str, reply_check: tuple[str, str] | None) -> None:
+    if reply_check is None:
+        return
+    reply_secret, nonce = reply_check
+    expected = http_reply_signature(reply_secret, nonce=nonce, status=response.status_code, body=content)
+    if not hmac.compare_digest(expected, response.headers.get(REPLY_SIGNATURE_HEADER, "")):
+        # Someone between us and the agent, or a misconfigured agent: retry, never trust it.
+        raise HttpAgentError(f"the reply from {url} has no valid {REPLY_SIGNATURE_HEADER}")
+
+
+def _streamed_reply(response, content_type: str, url: str, reply_check, ctx) -> dict:
+    """Read a streamed answer object by object (1. pass each chunk on as it comes, unless
+    the reply must be verified first; 2. keep the final answer; 3. with a reply secret,
+    check the whole body, then pass the chunks on)."""
+    raw = bytearray()
+    held: list[dict] = []
+    final: dict | None = None
+    for line in _lines(response, raw):
+        if content_type == "text/event-stream":
+            if not line.startswith("data:"):
+                continue  # comments, event names, ids, blank separators
+            line = line[5:].strip()
+            if line == "[DONE]":
+                break
+        elif not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise NonRetryableError(f"a chunk of the agent's streamed answer is not JSON: {line[:200]}") from None
+        if not isinstance(item, dict):
+            raise NonRetryableError("each chunk of the agent's streamed answer must be a JSON object")
+        if final is not None:
+            raise NonRetryableError("the agent sent chunks after its final answer")
+        if "delta" in item or "event" in item:
+            if reply_check is None:
+                _chunk_pass(ctx, item)
+            else:
+                held.append(item)
+        else:
+            final = item
+    _reply_check(response, bytes(raw), url, reply_check)
+    for item in held:
+        _chunk_pass(ctx, item)
+    if final is None:
+        raise HttpAgentError(f"the streamed answer from {url} ended without a final answer")
+    return final
+
+
+def _lines(response, raw: bytearray):
+    pending = b""
+    for data in response.iter_bytes():
+        raw.extend(data)
+        pending += data
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _chunk_pass(ctx, item: dict) -> None:
+    if "delta" in item:
+        if not isinstance(item["delta"], str):
+            raise NonRetryableError("a streamed chunk's 'delta' must be a string")
+        if ctx is not None and hasattr(ctx, "stream"):
+            ctx.stream(item["delta"])
+    else:
+        if not isinstance(item["event"], str) or not item["event"]:
+            raise NonRetryableError("a streamed chunk's 'event' must be a non-empty string")
+        if ctx is not None and hasattr(ctx, "emit"):
+            ctx.emit(item["event"][:100], item.get("data"))

@@ -8,6 +8,13 @@ through ``llm_chat``, which
 2. runs inside the agent's circuit breaker (5xx, timeouts and refused connections
    count; a 4xx is the request's fault and fails the task without a retry);
 3. records the tokens the call used on the task and the job, whatever happens next.
+
+With AGENTBUS_LLM_STREAM on (the default) the answer is asked for streamed
+(``stream=True``, with the usage in the last chunk) and each piece of text goes to the
+context's ``stream`` as it arrives (the job's stream, core.streams), so watchers see it
+being written; the reply returned is the whole text, as without streaming. A server
+that answers a streamed request with one JSON body (some ignore ``stream``) is read as
+that body.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletion
 
 from agents.breakers import breaker_for
 from agents.registry import AgentSpec, NonRetryableError
@@ -68,25 +76,67 @@ def llm_chat(*, spec: AgentSpec, ctx, messages: list[dict], max_tokens: int | No
     request = {"model": model, "messages": messages}
     if limit:
         request["max_tokens"] = limit
+    on_text = getattr(ctx, "stream", None) if settings.AGENTBUS_LLM_STREAM else None
     with llm_span(model=model, base_url=base_url, max_tokens=limit) as record_usage:
-        response = breaker_for(spec).call(_create, client, request)
-        usage = response.usage
+        if on_text is not None:
+            answer = breaker_for(spec).call(_create_streamed, client, request, on_text)
+        else:
+            answer = _answer_of(breaker_for(spec).call(_create, client, request))
+        usage = answer.usage
         counts = {
             "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
             "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
             "total_tokens": getattr(usage, "total_tokens", 0) or 0,
         }
         record_usage(
-            response_model=response.model or model,
+            response_model=answer.model or model,
             input_tokens=counts["prompt_tokens"],
             output_tokens=counts["completion_tokens"],
         )
     counts["total_tokens"] = counts["total_tokens"] or counts["prompt_tokens"] + counts["completion_tokens"]
     ctx.usage_record(**counts)
-    if not response.choices:
+    if answer.text is None:
         raise NonRetryableError("the model returned no choices")
-    text = response.choices[0].message.content or ""
-    return ChatReply(text=text, model=response.model or model, usage=counts)
+    return ChatReply(text=answer.text, model=answer.model or model, usage=counts)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    text: str | None  # None: no choices at all
+    model: str
+    usage: object
+
+
+def _answer_of(response) -> _Answer:
+    text = (response.choices[0].message.content or "") if response.choices else None
+    return _Answer(text=text, model=response.model or "", usage=response.usage)
+
+
+def _create_streamed(client: openai.OpenAI, request: dict, on_text) -> _Answer:
+    """The streamed call, read to its end inside the breaker (a connection lost half-way
+    is a failed call, like any other); each piece of the first choice's text goes to
+    ``on_text`` as it arrives."""
+    stream = _create(client, {**request, "stream": True, "stream_options": {"include_usage": True}})
+    with stream:
+        content_type = stream.response.headers.get("content-type", "")
+        if "json" in content_type:  # the server ignored stream=True
+            response = ChatCompletion.model_validate(json.loads(stream.response.read()))
+            answer = _answer_of(response)
+            if answer.text:
+                on_text(answer.text)
+            return answer
+        parts: list[str] = []
+        model, usage, chose = "", None, False
+        for chunk in stream:
+            model = chunk.model or model
+            usage = chunk.usage or usage
+            for choice in chunk.choices or ():
+                chose = True
+                piece = choice.delta.content if choice.index == 0 and choice.delta else None
+                if piece:
+                    parts.append(piece)
+                    on_text(piece)
+    return _Answer(text="".join(parts) if chose or parts else None, model=model, usage=usage)
 
 
 def _create(client: openai.OpenAI, request: dict):

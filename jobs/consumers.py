@@ -5,9 +5,17 @@ commit, and read back from the event log (``jobs.selectors``) when a client catc
 up. Messages are one JSON event per websocket frame, in the shape of
 ``JobEvent.as_message()``.
 
+With ``?stream=1`` the job's socket also carries what its agents say while they say
+it (core.streams): ``task.attempt``, ``task.delta``, ``task.emit``, ``task.end`` and
+``task.abandoned`` messages, which have an ``id`` (the stream's resume token) instead of
+a ``seq``; ``&stream_after=<id>`` resumes after one. They are read from the job's Redis
+Stream by the consumer itself (a blocking XREAD), not passed over the channel layer, so
+they arrive in order, each once, and never touch the event log. Without ``stream=1``
+the socket is as it was: every message an event with a ``seq``.
+
 Close codes before the handshake is accepted (the ASGI server answers HTTP 403, the
 socket never opens): 4401 not authenticated, 4404 no such job for this user (another
-user's job included, as the REST API's 404), 4400 a bad ``?after``.
+user's job included, as the REST API's 404), 4400 a bad ``?after`` or ``?stream_after``.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
+from redis.exceptions import RedisError
 
 from accounts.ws_guard import CredentialRecheck
 from core.live_signing import live_verified
+from core.streams import CLOSING, StreamReader, entry_id_valid
 from jobs.events import STAFF_JOBS_GROUP, job_group, user_jobs_group
 from jobs.models import JOB_TERMINAL, Job
 from jobs.selectors import job_events, job_get
@@ -75,6 +85,11 @@ def _query_int(scope, name: str, default: int) -> int | None:
     return value if value >= 0 else None
 
 
+def _query_str(scope, name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
+    return values[-1] if values else None
+
+
 def _authenticated(scope) -> bool:
     user = scope.get("user")
     return bool(user is not None and user.is_authenticated)
@@ -98,14 +113,17 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.watchdog: asyncio.Task | None = None
+        self.streamer: asyncio.Task | None = None
         self.group: str | None = None
         if not _authenticated(self.scope):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         after = _query_int(self.scope, "after", 0)
-        if after is None:
+        stream_after = _query_str(self.scope, "stream_after") or "0"
+        if after is None or not entry_id_valid(stream_after):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
+        self.stream_reader = StreamReader(None, after=stream_after) if _query_str(self.scope, "stream") == "1" else None
         job = await _job_for(self.scope["user"], self.scope["url_route"]["kwargs"]["job_id"])
         if job is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -117,6 +135,11 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
         self.group = job_group(job.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        if self.stream_reader is not None:
+            # Before the log's replay: the text does not wait for the events (the two are
+            # ordered each in itself, not with each other).
+            self.stream_reader.job_id = job.id
+            self._stream_forward_start()
         async with self.lock:
             await self._send_from_log()
         self.watchdog = asyncio.create_task(self._resync_periodically())
@@ -129,11 +152,47 @@ class JobEventsConsumer(CredentialRecheck, AsyncWebsocketConsumer):
         await self.recheck_stop()
         if self.watchdog is not None:
             self.watchdog.cancel()
+        if self.streamer is not None:
+            self.streamer.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    def _stream_forward_start(self) -> None:
+        if self.stream_reader is not None and (self.streamer is None or self.streamer.done()):
+            self.streamer = asyncio.create_task(self._stream_forward())
+
+    async def _stream_forward(self) -> None:
+        """Send the job's stream from the reader's position until the job has finished
+        and the stream went quiet (then the Redis connection is freed; a task that runs
+        again, a retry from the dashboard, starts forwarding anew from where it was)."""
+        idle_ms = int(settings.AGENTBUS_STREAM_IDLE_SECONDS * 1000)
+        try:
+            while True:
+                try:
+                    batch = await self.stream_reader.next_batch(block_ms=idle_ms)
+                except RedisError:
+                    # Redis away for a moment: read again from the same position, so
+                    # nothing is lost or sent twice once it is back.
+                    logger.warning("reading the stream of job %s failed; trying again", self.job_id, exc_info=True)
+                    await asyncio.sleep(1.0)
+                    continue
+                for message in batch:
+                    await self.send(text_data=json.dumps(message))
+                if not batch or any(m["type"] in CLOSING for m in batch):
+                    position = await _job_position(self.job_id)
+                    if position is None or (position[1] in JOB_TERMINAL and not batch):
+                        return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("following the stream of job %s for a websocket failed", self.job_id)
+        finally:
+            self.stream_reader.close()  # leaves the process's hub of the job
+
     @live_verified
     async def job_events(self, message: dict) -> None:
+        if any(e.get("type") == "task.status" and e.get("status") == "running" for e in message["events"]):
+            self._stream_forward_start()
         async with self.lock:
             for event in message["events"]:
                 seq = event["seq"]

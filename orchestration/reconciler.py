@@ -19,6 +19,7 @@ from django.db.models import F, Min
 from django.utils import timezone
 
 from core.queue import messages_waiting
+from core.streams import stream_abandon
 from jobs.budgets import jobs_over_budget
 from jobs.lifecycle import task_fail_attempt, task_message, tasks_resend
 from jobs.models import JOB_ACTIVE, Job, Task, TaskStatus
@@ -93,5 +94,8 @@ def tasks_fail_silent(limit: int = 100) -> int:
             task=task,
             error=f"worker {task.worker or '?'} stopped heartbeating (lost or killed)",
             retryable=True,
+        )
+        stream_abandon(
+            job_id=task.job_id, task_id=task.id, attempt=task.attempt, reason="the worker stopped heartbeating"
         )
     return len(silent)

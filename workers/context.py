@@ -1,15 +1,21 @@
 """What an agent gets to work with: its input, upstream outputs, the job, and a way to
-report progress. Further capabilities (memory, artifacts, asking a human) hang off the
-same object."""
+report progress. Further capabilities (memory, artifacts, asking a human, streaming what
+it says while it says it) hang off the same object."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from core.streams import AttemptStream
 from jobs.lifecycle import task_progress, task_usage_record
 from jobs.models import Task
 from jobs.reviews.context import task_human_context
 from jobs.reviews.gates import question_validate
+
+logger = logging.getLogger(__name__)
 
 
 class HumanInputRequired(Exception):
@@ -39,10 +45,32 @@ class AgentContext:
         self.spawned: list[dict] = []
         # What reviewers said to this task so far: "answer", "feedback", ... (jobs.reviews).
         self.human: dict = task_human_context(task=task)
+        # What this attempt says while it runs (core.streams); opened by its first chunk.
+        self.stream_of_attempt = AttemptStream(
+            job_id=self.job_id, task_id=self.task_id, key=task.key, attempt=task.attempt, timeout=task.timeout
+        )
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the task is (0.0 to 1.0); pushed live to the job's watchers."""
         task_progress(task=self._task, fraction=fraction, message=message)
+
+    def stream(self, text: str) -> None:
+        """Send a piece of the task's text to its watchers now (``task.delta`` on the job's
+        websocket and ``GET /jobs/{id}/stream``). The output is still what the agent
+        returns; the stream is for watching it being written."""
+        try:
+            self.stream_of_attempt.delta(text)
+        except RedisError:
+            # Watching is best effort (Redis may be lost); the output is committed anyway.
+            logger.warning("task %s attempt %s: a stream chunk was lost", self.task_id, self.attempt, exc_info=True)
+
+    def emit(self, kind: str, data=None) -> None:
+        """Send a custom chunk (``task.emit`` with ``kind`` and JSON ``data``: a tool call,
+        a step's name, ...) to the job's watchers, in order with the text."""
+        try:
+            self.stream_of_attempt.emit(kind, data)
+        except RedisError:
+            logger.warning("task %s attempt %s: a stream chunk was lost", self.task_id, self.attempt, exc_info=True)
 
     def ask_human(self, question: str, options: list[str] | None = None):
         """Ask a human and return the answer. The first time, this suspends the task (it

@@ -19,6 +19,11 @@ def task_upstream_outputs(*, task: Task) -> dict:
     return dict(Task.objects.filter(job_id=task.job_id, key__in=task.depends_on).values_list("key", "output"))
 
 
+def task_status_now(*, task_id) -> str:
+    """The task's status as committed (read again: the attempt's outcome just changed it)."""
+    return Task.objects.filter(pk=task_id).values_list("status", flat=True).first() or "unknown"
+
+
 def task_tokens_remaining(*, task: Task) -> int | None:
     """Tokens the job may still spend; None when it has no token budget."""
     from jobs.models import Job

@@ -14,6 +14,7 @@ import traceback
 
 from django.db import close_old_connections
 from pybreaker import CircuitBreakerError
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from agents.breakers import breaker_wait_seconds
@@ -29,7 +30,7 @@ from core.tracing import dispatch_traceparents, task_span
 from jobs.lifecycle import task_ask_human, task_claim, task_defer, task_fail_attempt, task_succeed
 from jobs.scheduling import admit_after_attempt
 from workers.context import AgentContext, HumanInputRequired
-from workers.services import task_upstream_outputs
+from workers.services import task_status_now, task_upstream_outputs
 from workers.supervision import supervise
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,16 @@ def attempt_run(task_id: str, attempt: int, *, worker: str, queue: str | None) -
 
     ctx = AgentContext(task=task, upstream=task_upstream_outputs(task=task))
     try:
+        return attempt_settle(spec, task, ctx, worker=worker, queue=queue)
+    finally:
+        # After the outcome was committed, so a watcher told "ended" finds the output.
+        stream_end(ctx)
+
+
+def attempt_settle(spec: AgentSpec, task, ctx: AgentContext, *, worker: str, queue: str | None) -> TaskMessage | None:
+    """Run the agent and record what came of it; returns a handed-over dependent."""
+    task_id, attempt = str(task.id), task.attempt
+    try:
         with (
             log_context(job_id=task.job_id),
             supervise(task_id=task.id, attempt=attempt, timeout=task.timeout),
@@ -137,6 +148,18 @@ def attempt_run(task_id: str, attempt: int, *, worker: str, queue: str | None) -
     except NonRetryableError as exc:  # an invalid spawn, or one over the job's budget
         task_fail_attempt(task=task, error=str(exc), retryable=False)
     return None
+
+
+def stream_end(ctx: AgentContext) -> None:
+    """Close the attempt's stream, if it said anything, with the task's status after it
+    (``succeeded``; ``pending`` when a retry is scheduled; ``failed``, ...)."""
+    if not ctx.stream_of_attempt.opened:
+        return
+    status = task_status_now(task_id=ctx.task_id)
+    try:
+        ctx.stream_of_attempt.end(status)
+    except RedisError:
+        logger.warning("task %s attempt %s: its stream's end marker was lost", ctx.task_id, ctx.attempt, exc_info=True)
 
 
 def agent_call(spec: AgentSpec, ctx: AgentContext):

@@ -11,6 +11,10 @@
   var lastSeq = data.last_seq;
   var keys = data.keys || {};
   var log = document.getElementById("event-log");
+  // The agents' text as they write it (stream.js, over GET /jobs/{id}/stream).
+  var streamCard = document.getElementById("live-output-card");
+  var streamView = streamCard && window.agentbusStream ?
+    window.agentbusStream.follow(document.getElementById("live-output"), streamCard.dataset.streamUrl) : null;
 
   function statusLabel(status) { return String(status || "").replace(/_/g, " "); }
 
@@ -65,6 +69,8 @@
       data.finished = ["succeeded", "failed", "cancelled"].indexOf(e.status) >= 0;
     }
     if (e.task && e.key) keys[e.task] = e.key;
+    // A task running again after the stream ended (a retry from this page): follow anew.
+    if (streamView && e.type === "task.status" && e.status === "running") streamView.reopen();
     if ((e.type === "task.status" || e.type === "task.retry") && e.status) {
       var node = document.querySelector('#task-graph .node[data-task-id="' + e.task + '"]') ||
         (e.key && document.querySelector('#task-graph .node[data-key="' + CSS.escape(e.key) + '"]'));

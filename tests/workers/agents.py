@@ -31,3 +31,22 @@ def solo(ctx: AgentContext) -> dict:
     began = time.time()
     time.sleep(ctx.input.get("seconds", 0.6))
     return {"began": began, "ended": time.time()}
+
+
+@agent("talker", timeout=60, max_attempts=2, retry_backoff=0.1)
+def talker(ctx: AgentContext) -> dict:
+    """Says its ``words`` one by one (``ctx.stream``), ``pause`` seconds apart, with a
+    custom ``step`` chunk half-way (``ctx.emit``); fails its first attempt after
+    ``fail_after`` words when that is set. Its output is the whole text."""
+    import time
+
+    words = ctx.input.get("words", ["hello ", "world"])
+    fail_after = ctx.input.get("fail_after")
+    for i, word in enumerate(words):
+        if ctx.attempt == 1 and fail_after is not None and i == fail_after:
+            raise RuntimeError("talker lost its train of thought")
+        if i == len(words) // 2:
+            ctx.emit("step", {"half": i})
+        ctx.stream(word)
+        time.sleep(ctx.input.get("pause", 0.05))
+    return {"text": "".join(words)}
