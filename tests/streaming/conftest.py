@@ -7,18 +7,40 @@ from __future__ import annotations
 import json
 import os
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from tests.conftest import client_for, make_user, wait_for, worker_registered
-from tests.live.conftest import receive, token_of, web, ws_connect  # noqa: F401 (web is a fixture)
+from tests.live.conftest import (  # noqa: F401 (receive, token_of, ws_connect: for the tests here)
+    ASGI_SERVERS,
+    WEB_PORT,
+    receive,
+    server_start,
+    server_stop,
+    token_of,
+    ws_connect,
+)
 from tests.pages.test_browser import browser_page, log_in  # noqa: F401 (browser_page is a fixture)
 from tests.workers.servers import ScriptedServer
 
 STREAM_LLM_PORT = int(os.environ.get("AGENTBUS_TEST_STREAM_LLM_PORT", "8435"))
 STREAM_AGENT_PORT = int(os.environ.get("AGENTBUS_TEST_STREAM_AGENT_PORT", "8436"))
 STREAM_LLM_URL = f"http://127.0.0.1:{STREAM_LLM_PORT}/v1"
+STREAM_WEB_PORT = int(os.environ.get("AGENTBUS_TEST_STREAM_WEB_PORT", "8437"))
+
+
+@pytest.fixture(scope="session")
+def web(django_db_setup, redis_flushed, tmp_path_factory):
+    """The live tests' web server (uvicorn, as the Procfile runs it), on a port of its own:
+    tests/live's session-long server holds theirs when these tests run in the same session."""
+    argv = [str(STREAM_WEB_PORT) if arg == str(WEB_PORT) else arg for arg in ASGI_SERVERS["uvicorn"]]
+    log_path = tmp_path_factory.mktemp("stream-web") / "uvicorn.log"
+    proc = server_start(argv, port=STREAM_WEB_PORT, log_path=log_path)
+    base = f"127.0.0.1:{STREAM_WEB_PORT}"
+    yield SimpleNamespace(http=f"http://{base}", ws=f"ws://{base}", proc=proc, log_path=log_path)
+    server_stop(proc)
 
 
 @pytest.fixture
