@@ -61,7 +61,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -244,6 +244,8 @@ class _Candidate:
         return f"{self.id}:{self.attempt}"
 
 
+_UUID = Task._meta.pk
+
 _CANDIDATE_FIELDS = (
     "id", "job_id", "agent", "attempt", "queue", "timeout", "priority", "fair_key", "concurrency_key",
     "concurrency_limit", "queued_at", "wait_reason",
@@ -423,8 +425,11 @@ def _lines(queue: str, room: int) -> dict[str, deque[_Candidate]]:
 
 def _candidate(row) -> _Candidate:
     values = dict(zip(_CANDIDATE_FIELDS, row, strict=True))
-    if isinstance(values["queued_at"], str):  # SQLite
-        values["queued_at"] = datetime.fromisoformat(values["queued_at"])
+    # Raw rows on SQLite (make run) carry ids as hex text and times as ISO text.
+    values["id"] = _UUID.to_python(values["id"])
+    values["job_id"] = _UUID.to_python(values["job_id"])
+    if isinstance(values["queued_at"], str):
+        values["queued_at"] = datetime.fromisoformat(values["queued_at"]).replace(tzinfo=UTC)
     return _Candidate(**values)
 
 
