@@ -428,8 +428,10 @@ def _candidate(row) -> _Candidate:
     # Raw rows on SQLite (make run) carry ids as hex text and times as ISO text.
     values["id"] = _UUID.to_python(values["id"])
     values["job_id"] = _UUID.to_python(values["job_id"])
-    if isinstance(values["queued_at"], str):
-        values["queued_at"] = datetime.fromisoformat(values["queued_at"]).replace(tzinfo=UTC)
+    queued_at = values["queued_at"]
+    if isinstance(queued_at, str):
+        queued_at = datetime.fromisoformat(queued_at)
+    values["queued_at"] = queued_at if queued_at.tzinfo else queued_at.replace(tzinfo=UTC)
     return _Candidate(**values)
 
 
