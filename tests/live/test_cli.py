@@ -21,7 +21,8 @@ AGENTBUS = str(Path(sys.executable).parent / "agentbus")
 
 def agentbus(web, *args: str, token: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [AGENTBUS, "--url", web.http, "--token", token, *args],
+        # --token=...: a token may start with "-", which argparse would take for an option.
+        [AGENTBUS, "--url", web.http, f"--token={token}", *args],
         check=False,
         cwd=ROOT,
         capture_output=True,
