@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from tests.conftest import client_for, make_user, wait_for, worker_registered
+from tests.conftest import wait_for, worker_registered
 from tests.live.conftest import (  # noqa: F401 (receive, token_of, ws_connect: for the tests here)
     ASGI_SERVERS,
     WEB_PORT,
@@ -23,7 +23,7 @@ from tests.live.conftest import (  # noqa: F401 (receive, token_of, ws_connect: 
     ws_connect,
 )
 from tests.pages.test_browser import browser_page, log_in  # noqa: F401 (browser_page is a fixture)
-from tests.workers.servers import ScriptedServer
+from tests.workers.conftest import serve, staff  # noqa: F401 (fixtures, shared with tests/workers)
 
 STREAM_LLM_PORT = int(os.environ.get("AGENTBUS_TEST_STREAM_LLM_PORT", "8435"))
 STREAM_AGENT_PORT = int(os.environ.get("AGENTBUS_TEST_STREAM_AGENT_PORT", "8436"))
@@ -43,26 +43,6 @@ def web(django_db_setup, redis_flushed, tmp_path_factory):
     server_stop(proc)
 
 
-@pytest.fixture
-def staff(db):
-    return client_for(make_user("operator", staff=True))
-
-
-@pytest.fixture
-def serve():
-    """``serve(port, script)`` starts a scripted server that stops after the test."""
-    started: list[ScriptedServer] = []
-
-    def start(port: int, script) -> ScriptedServer:
-        server = ScriptedServer(port, script)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
 @pytest.fixture(scope="module")
 def stream_worker(pipeline, processes, redis_flushed):
     """A worker of the ``llm`` queue whose LLM is the scripted streaming server."""
@@ -73,7 +53,7 @@ def stream_worker(pipeline, processes, redis_flushed):
     processes.stop(worker)
 
 
-def register_llm(staff, name: str, **extra) -> None:
+def register_llm(staff, name: str, **extra) -> None:  # noqa: F811 (a client, not the fixture)
     body = {"name": name, "kind": "llm", "queue": "llm", "timeout": 20, "max_attempts": 2, "retry_backoff": 0.1,
             "base_url": STREAM_LLM_URL, **extra}  # fmt: skip
     response = staff.post("/agents", body, format="json")
