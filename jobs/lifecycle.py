@@ -621,12 +621,18 @@ def task_claim(*, task_id, attempt: int, worker: str) -> Task | None:
         change = _lock_by_task(task_id)
         if change is None:
             return None
-        claimed = Task.objects.filter(pk=task_id, status=TaskStatus.QUEUED, attempt=attempt).update(
-            status=TaskStatus.RUNNING, started_at=change.now, heartbeat_at=change.now, worker=worker, error=""
+        # One statement marks it running and reads it back. A task handed over without
+        # passing through admission gets its sent_at here: in flight means sent_at set
+        # (jobs.scheduling counts in-flight tasks by it).
+        now = connection.ops.adapt_datetimefield_value(change.now)
+        sql = (
+            "UPDATE jobs_task SET status = %s, started_at = %s, heartbeat_at = %s, worker = %s, error = '', "
+            "sent_at = COALESCE(sent_at, %s) WHERE id = %s AND status = %s AND attempt = %s RETURNING *"
         )
-        if claimed != 1:
+        params = [TaskStatus.RUNNING, now, now, worker, now, _job_pk(task_id), TaskStatus.QUEUED, attempt]
+        task = next(iter(Task.objects.raw(sql, params)), None)
+        if task is None:
             return None
-        task = Task.objects.get(pk=task_id)
         task.job = change.job
         change.task_status(task, TaskStatus.RUNNING, attempt=attempt, worker=worker)
         _commit(change, seen=Seen.INFORMATIONAL)

@@ -173,6 +173,15 @@ class Task(models.Model):
                 name="task_waiting",
                 condition=Q(status=TaskStatus.QUEUED, sent_at__isnull=True),
             ),
+            # Each fair key's line on a queue, in its order: an admission reads the first
+            # few tasks of each key, however long the lines are.
+            models.Index(
+                fields=["queue", "fair_key", "-priority", "queued_at", "id"],
+                name="task_line",
+                condition=Q(status=TaskStatus.QUEUED, sent_at__isnull=True),
+            ),
+            # In flight (sent or running: a claim sets sent_at if it was not) by sent_at,
+            # so counting a queue's tasks in flight skips its waiting ones (sent_at NULL).
             models.Index(
                 fields=["queue", "sent_at"],
                 name="task_active_queue",
@@ -180,7 +189,7 @@ class Task(models.Model):
             ),
             # Scheduling: a concurrency key's tasks in flight, and a fair key's recent sends.
             models.Index(
-                fields=["concurrency_key"],
+                fields=["concurrency_key", "sent_at"],
                 name="task_concurrency_key",
                 condition=Q(status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]) & ~Q(concurrency_key=""),
             ),

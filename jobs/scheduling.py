@@ -66,7 +66,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -142,16 +142,40 @@ def _workers(queues: Iterable[str]) -> dict[str, int]:
     return {q: _workers_cache[q][1] for q in queues}
 
 
-def _queue_counts(queues: Iterable[str] | None) -> dict[str, list[int]]:
-    """``{queue: [in flight, waiting]}`` over the task_active_queue partial index."""
-    rows = Task.objects.filter(status__in=_IN_FLIGHT)
-    if queues is not None:
-        rows = rows.filter(queue__in=list(queues))
-    counts = rows.values("queue").annotate(
-        flight=Count("id", filter=Q(status=TaskStatus.RUNNING) | Q(sent_at__isnull=False)),
-        waiting=Count("id", filter=Q(status=TaskStatus.QUEUED, sent_at__isnull=True)),
+def _queue_counts(queues: Iterable[str], *, cap: int) -> dict[str, list[int]]:
+    """``{queue: [in flight, waiting]}``, the waiting counted up to ``cap``, in one
+    statement. Both reads are bounded whatever the backlog: the tasks in flight by the
+    task_active_queue index (``sent_at`` set: a claim sets it if it was not), the
+    waiting ones by task_waiting, stopping at ``cap``."""
+    queues = list(queues)
+    if not queues:
+        return {}
+    part = (
+        "SELECT %s, (SELECT COUNT(*) FROM jobs_task WHERE queue = %s AND status IN (%s, %s) "
+        "AND sent_at IS NOT NULL), (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_task WHERE queue = %s "
+        "AND status = %s AND sent_at IS NULL LIMIT %s) w)"
     )
-    return {row["queue"]: [row["flight"], row["waiting"]] for row in counts}
+    params: list = []
+    for name in queues:
+        params += [name, name, TaskStatus.QUEUED, TaskStatus.RUNNING, name, TaskStatus.QUEUED, cap]
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join([part] * len(queues)), params)
+        return {name: [flight, waiting] for name, flight, waiting in cursor.fetchall()}
+
+
+def _queues_waiting() -> list[str]:
+    """The queues with tasks waiting, by a skip scan of the task_waiting index (one step
+    per queue, not per task)."""
+    sql = (
+        "WITH RECURSIVE q(queue) AS ("
+        "SELECT (SELECT queue FROM jobs_task WHERE status = %s AND sent_at IS NULL ORDER BY queue LIMIT 1) "
+        "UNION ALL SELECT (SELECT t.queue FROM jobs_task t WHERE t.status = %s AND t.sent_at IS NULL "
+        "AND t.queue > q.queue ORDER BY t.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL) "
+        "SELECT queue FROM q WHERE queue IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [TaskStatus.QUEUED, TaskStatus.QUEUED])
+        return [row[0] for row in cursor.fetchall()]
 
 
 # --- the dispatching transaction's part ------------------------------------------------------
@@ -171,7 +195,7 @@ def dispatch_plan(ready: list[Task]) -> DispatchPlan:
     if not settings.AGENTBUS_SCHEDULING:
         return DispatchPlan({t.id for t in ready}, False, set())
     queues = {t.queue for t in ready}
-    counts = _queue_counts(queues)
+    counts = _queue_counts(queues, cap=1)  # only whether anything waits matters here
     workers = _workers(queues)
     send_now, admit_after, waiting_queues = set(), False, set()
     room = {q: _depth(q, workers[q]) - counts.get(q, [0, 0])[0] for q in queues}
@@ -266,10 +290,14 @@ def tasks_admit(queues: Iterable[str] | None = None, *, handoff_queue: str | Non
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMIT_LOCK])
         now = timezone.now()  # after the wait for the lock: sent_at is when it was sent
-        counts = _queue_counts(queues)
+        names = list(queues) if queues is not None else _queues_waiting()
+        # Waiting counted up to one more than a queue can take now: enough to know
+        # whether its line empties.
+        workers = _workers(names)
+        counts = _queue_counts(names, cap=1 + max((_depth(q, workers[q]) for q in names), default=0))
         waiting = {q: c for q, c in counts.items() if c[1]}
         if not waiting:
-            _hint(queues if queues is not None else [], waiting=False)
+            _hint(names, waiting=False)
             return None
         capacity = _capacity(waiting)
         picks: list[_Candidate] = []
@@ -406,17 +434,34 @@ def _line_remove(lines: dict[str, deque[_Candidate]], candidate: _Candidate) -> 
 
 
 def _lines(queue: str, room: int) -> dict[str, deque[_Candidate]]:
-    """Each fair key's first ``room`` waiting tasks on the queue, in its order."""
+    """Each fair key's first ``room`` waiting tasks on the queue, in its order.
+
+    On PostgreSQL a skip scan of the task_line index finds the keys, then reads each
+    key's first tasks: the cost grows with the keys waiting, not with the tasks. SQLite
+    (make run) has no LATERAL and ranks the whole line instead."""
     columns = ", ".join(f"t.{Task._meta.get_field(f).column}" for f in _CANDIDATE_FIELDS)
-    sql = (
-        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY t.fair_key "
-        "ORDER BY t.priority DESC, t.queued_at, t.id) AS line_rank FROM jobs_task t "
-        "WHERE t.status = %s AND t.sent_at IS NULL AND t.queue = %s) t WHERE t.line_rank <= %s "
-        "ORDER BY t.fair_key, t.line_rank"
-    )
+    if connection.vendor == "postgresql":
+        waiting = "t.status = %s AND t.sent_at IS NULL AND t.queue = %s"
+        sql = (
+            f"WITH RECURSIVE k(fair_key) AS (SELECT (SELECT t.fair_key FROM jobs_task t WHERE {waiting} "
+            f"ORDER BY t.fair_key LIMIT 1) UNION ALL SELECT (SELECT t.fair_key FROM jobs_task t WHERE {waiting} "
+            "AND t.fair_key > k.fair_key ORDER BY t.fair_key LIMIT 1) FROM k WHERE k.fair_key IS NOT NULL) "
+            f"SELECT {columns} FROM k CROSS JOIN LATERAL (SELECT {columns} FROM jobs_task t WHERE {waiting} "
+            "AND t.fair_key = k.fair_key ORDER BY t.priority DESC, t.queued_at, t.id LIMIT %s) t "
+            "WHERE k.fair_key IS NOT NULL ORDER BY t.fair_key, t.priority DESC, t.queued_at, t.id"
+        )
+        params = [TaskStatus.QUEUED, queue] * 3 + [room]
+    else:
+        sql = (
+            f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY t.fair_key "
+            "ORDER BY t.priority DESC, t.queued_at, t.id) AS line_rank FROM jobs_task t "
+            "WHERE t.status = %s AND t.sent_at IS NULL AND t.queue = %s) t WHERE t.line_rank <= %s "
+            "ORDER BY t.fair_key, t.line_rank"
+        )
+        params = [TaskStatus.QUEUED, queue, room]
     lines: dict[str, deque[_Candidate]] = defaultdict(deque)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [TaskStatus.QUEUED, queue, room])
+        cursor.execute(sql, params)
         for row in cursor.fetchall():
             candidate = _candidate(row)
             lines[candidate.fair_key].append(candidate)
@@ -498,8 +543,8 @@ def _concurrency_in_flight(keys: set[str]) -> defaultdict[str, int]:
     in_flight: defaultdict[str, int] = defaultdict(int)
     if keys:
         rows = (
-            Task.objects.filter(concurrency_key__in=keys, status__in=_IN_FLIGHT)
-            .filter(Q(status=TaskStatus.RUNNING) | Q(sent_at__isnull=False))
+            # In flight: sent or running, and a running task was sent (task_claim).
+            Task.objects.filter(concurrency_key__in=keys, status__in=_IN_FLIGHT, sent_at__isnull=False)
             .values("concurrency_key")
             .annotate(n=Count("id"))
             .values_list("concurrency_key", "n")
