@@ -61,6 +61,10 @@ WRITTEN_AFTER: list[float] = []
 RELAY_TIMES: list[float] = []
 # When the worker's request reached the LLM server, after the POST began (ms).
 REQUESTED_AFTER: list[float] = []
+# When the submission dispatched the task (its queued_at, inside the POST's transaction)
+# and when a worker claimed it (started_at), after the POST began (ms).
+QUEUED_AFTER: list[float] = []
+CLAIMED_AFTER: list[float] = []
 
 
 # --- the watcher child process -------------------------------------------------------------
@@ -188,6 +192,11 @@ def agentbus_ttft(token: str, transport: str, gate: Gate) -> float:
     REQUESTED_AFTER.append((gate.arrived[-1] - wall) * 1000)
     RELAY_TIMES.append((wall + ttft - written) * 1000)
     job_wait(job_id)
+    from jobs.models import Task
+
+    task = Task.objects.get(job_id=job_id)
+    QUEUED_AFTER.append((task.queued_at.timestamp() - wall) * 1000)
+    CLAIMED_AFTER.append((task.started_at.timestamp() - wall) * 1000)
     return ttft
 
 
@@ -343,11 +352,14 @@ def main() -> None:
     for way, name in (("sse", "SSE"), ("ws", "websocket")):
         extra = medians[way] - medians["direct"]
         print(f"  through agentbus, {name:<9} (POST /jobs) {medians[way]:7.1f} ms   +{extra:.1f} ms   (aim <= 20 ms)")
-    submit, requested, written, relay = (
-        statistics.median(values[4:]) for values in (SUBMIT_TIMES, REQUESTED_AFTER, WRITTEN_AFTER, RELAY_TIMES)
+    queued, submit, claimed, requested, written, relay = (
+        statistics.median(values[4:])
+        for values in (QUEUED_AFTER, SUBMIT_TIMES, CLAIMED_AFTER, REQUESTED_AFTER, WRITTEN_AFTER, RELAY_TIMES)
     )
     print("  where the time went (medians of both transports, from the POST's start):")
+    print(f"    the submission dispatched the task         {queued:7.1f} ms   (its queued_at)")
     print(f"    POST /jobs answered                        {submit:7.1f} ms")
+    print(f"    a worker claimed it                        {claimed:7.1f} ms   (its started_at)")
     print(f"    the worker's request reached the server    {requested:7.1f} ms")
     print(
         f"    the worker wrote the first chunk (XADD)    {written:7.1f} ms   (direct TTFT {medians['direct']:.1f} ms)"

@@ -3,7 +3,9 @@
 Every state change goes through ``events_append``. Sequence numbers come from one
 ``UPDATE ... RETURNING`` on the job row, inside the caller's transaction: the row lock
 serialises appenders of the same job, and a rolled-back transaction rolls its numbers
-back too, so the log has no gaps and no duplicates.
+back too, so the log has no gaps and no duplicates. On PostgreSQL the UPDATE and the
+INSERT of the events are one statement (the INSERT reads the numbers from the UPDATE's
+RETURNING, so it runs after it): an append is one round trip on every transition.
 
 ``events_publish`` is the one place that pushes events to live listeners (websockets);
 it runs after commit, so nobody is told about a change that did not happen. Delivery
@@ -12,6 +14,7 @@ there is at-most-once; the log is the truth a client catches up from.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
@@ -97,15 +100,19 @@ def _reserve_seqs(job_id, count: int, *, seen: Seen) -> tuple[int, int]:
 
 
 def events_append(job_id, events: list[NewEvent], *, seen: Seen = Seen.UNSEEN) -> list[JobEvent]:
-    """Append events to a job's log (2 queries, however many) and publish them on commit.
+    """Append events to a job's log (one statement on PostgreSQL, two on SQLite, however
+    many events) and publish them on commit.
 
     Called with the job row already locked (jobs.lifecycle takes it first), or as the
     first write of a transaction: the UPDATE that reserves the numbers takes that lock."""
     if not events:
         return []
     with transaction.atomic(savepoint=False):
-        last, owner_id = _reserve_seqs(job_id, len(events), seen=seen)
         now = timezone.now()
+        if connection.vendor == "postgresql":
+            last, owner_id = _append_in_one_statement(job_id, events, seen=seen, now=now)
+        else:
+            last, owner_id = _reserve_seqs(job_id, len(events), seen=seen)
         rows = [
             JobEvent(
                 job_id=job_id,
@@ -118,9 +125,38 @@ def events_append(job_id, events: list[NewEvent], *, seen: Seen = Seen.UNSEEN) -
             )
             for i, e in enumerate(events)
         ]
-        JobEvent.objects.bulk_create(rows)
+        if connection.vendor != "postgresql":
+            JobEvent.objects.bulk_create(rows)
         transaction.on_commit(lambda: events_publish(rows, owner_id=owner_id), robust=True)
     return rows
+
+
+def _append_in_one_statement(job_id, events: list[NewEvent], *, seen: Seen, now) -> tuple[int, int]:
+    """Reserve the numbers and insert the events in one statement; returns the last number
+    and the job's owner id, as _reserve_seqs does."""
+    seen_sql, uses_count = _ADVANCED[seen]
+    count = len(events)
+    params: list = [count, *([count] if uses_count else []), job_id, count, now]
+    params += [
+        [str(e.type) for e in events],
+        [str(e.task_id) if e.task_id is not None else None for e in events],
+        [e.status for e in events],
+        [json.dumps(e.data) for e in events],
+    ]
+    sql = (
+        f"WITH j AS (UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen_sql} WHERE id = %s "
+        "RETURNING id, last_seq, owner_id), "
+        "e AS (INSERT INTO jobs_jobevent (job_id, seq, type, task_id, status, data, at) "
+        "SELECT j.id, j.last_seq - %s + e.n, e.type, e.task_id, e.status, e.data::jsonb, %s FROM j, "
+        "unnest(%s::text[], %s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS e(type, task_id, status, data, n)) "
+        "SELECT last_seq, owner_id FROM j"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"job {job_id} does not exist")
+    return row[0], row[1]
 
 
 def job_group(job_id) -> str:

@@ -124,7 +124,8 @@ def _policy_free(task: Task) -> bool:
 _workers_cache: dict[str, tuple[float, int]] = {}
 
 
-def _depth(queue: str, workers: int) -> int:
+def _depth(workers: int) -> int:
+    """Tasks a queue may hold in flight: one per live worker on it, plus the prefetch."""
     return max(1, workers) + settings.AGENTBUS_QUEUE_PREFETCH
 
 
@@ -198,7 +199,7 @@ def dispatch_plan(ready: list[Task]) -> DispatchPlan:
     counts = _queue_counts(queues, cap=1)  # only whether anything waits matters here
     workers = _workers(queues)
     send_now, admit_after, waiting_queues = set(), False, set()
-    room = {q: _depth(q, workers[q]) - counts.get(q, [0, 0])[0] for q in queues}
+    room = {q: _depth(workers[q]) - counts.get(q, [0, 0])[0] for q in queues}
     for task in ready:
         queue = task.queue
         if not counts.get(queue, [0, 0])[1] and room[queue] > 0 and _policy_free(task):
@@ -294,7 +295,7 @@ def tasks_admit(queues: Iterable[str] | None = None, *, handoff_queue: str | Non
         # Waiting counted up to one more than a queue can take now: enough to know
         # whether its line empties.
         workers = _workers(names)
-        counts = _queue_counts(names, cap=1 + max((_depth(q, workers[q]) for q in names), default=0))
+        counts = _queue_counts(names, cap=1 + max((_depth(workers[q]) for q in names), default=0))
         waiting = {q: c for q, c in counts.items() if c[1]}
         if not waiting:
             _hint(names, waiting=False)
@@ -304,7 +305,7 @@ def tasks_admit(queues: Iterable[str] | None = None, *, handoff_queue: str | Non
         reasons: dict = {}
         wake: float | None = None
         for queue, (in_flight, queued) in waiting.items():
-            room = _depth(queue, capacity[queue][0]) - in_flight
+            room = _depth(capacity[queue][0]) - in_flight
             if room <= 0:
                 continue
             chosen, why, wait = _choose(queue, room, now)

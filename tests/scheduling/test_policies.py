@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 
+from jobs import scheduling
 from jobs.models import SchedulingWeight, Task
 from jobs.services import job_submit
 from orchestration.leader import leader_identity
@@ -48,6 +49,10 @@ def start(processes, redis_flushed, settings):
             message=f"{workers} workers on {QUEUE}",
         )
         assert worker_registered(redis_flushed, QUEUE)
+        # This process admits after its own submissions too: forget the workers it
+        # counted for an earlier test (cached for two seconds), or it sizes the queue
+        # by them (seen: a queue taken for one worker's, so a submission did not admit).
+        scheduling._workers_cache.clear()
         return SimpleNamespace(processes=started)
 
     yield run
