@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=200, help="Jobs per round.")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--pause", type=float, default=0.5, help="The purge's sleep between batches (seconds).")
-    parser.add_argument("--max-rounds", type=int, default=200)
+    parser.add_argument("--max-rounds", type=int, default=400, help="At 100k jobs the purge needs about 130-250.")
     args = parser.parse_args()
 
     token = bench_ready("bench")
