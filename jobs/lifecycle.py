@@ -621,9 +621,9 @@ def task_claim(*, task_id, attempt: int, worker: str) -> Task | None:
         change = _lock_by_task(task_id)
         if change is None:
             return None
-        # One statement marks it running and reads it back. A task handed over without
-        # passing through admission gets its sent_at here: in flight means sent_at set
-        # (jobs.scheduling counts in-flight tasks by it).
+        # One statement marks it running and reads it back. Every way of sending a task
+        # sets sent_at; the COALESCE keeps "running means sent" true whatever sent this
+        # message (jobs.scheduling counts in-flight tasks by sent_at alone).
         now = connection.ops.adapt_datetimefield_value(change.now)
         sql = (
             "UPDATE jobs_task SET status = %s, started_at = %s, heartbeat_at = %s, worker = %s, error = '', "

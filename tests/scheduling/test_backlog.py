@@ -66,12 +66,13 @@ def rows_read(sql: str) -> int:
     return walk(plan["Plan"])
 
 
-def reads_of(func, *args, **kwargs) -> dict[str, int]:
-    """Each SELECT the call sent, with the rows it touched."""
+def reads_of(func, *args, **kwargs) -> list[tuple[str, int]]:
+    """Each SELECT the call sent (the start of its text), with the rows it touched; a
+    list, so that two statements beginning alike are both counted."""
     with CaptureQueriesContext(connection) as ctx:
         func(*args, **kwargs)
     statements = [q["sql"] for q in ctx.captured_queries]
-    return {sql[:120]: rows_read(sql) for sql in statements if sql.lstrip().upper().startswith(("SELECT", "WITH"))}
+    return [(sql[:120], rows_read(sql)) for sql in statements if sql.lstrip().upper().startswith(("SELECT", "WITH"))]
 
 
 def test_a_dispatch_and_an_admission_read_a_few_rows_with_20000_tasks_waiting(redis_flushed):
@@ -92,5 +93,5 @@ def test_a_dispatch_and_an_admission_read_a_few_rows_with_20000_tasks_waiting(re
     assert sent == 1  # each admission sent one (no worker on the queue: a depth of one)
     for step in (dispatch, worker_admission, orchestrator_pass):
         assert step, "no statement captured"
-        for sql, rows in step.items():
+        for sql, rows in step:
             assert rows <= MOST_ROWS_READ, f"{rows} rows read by {sql}"
