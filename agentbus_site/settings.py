@@ -121,6 +121,13 @@ if DATABASE_URL:
         _db["CONN_MAX_AGE"] = 0
         _db["CONN_HEALTH_CHECKS"] = False
         _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 30}
+    # Parameters bound by the server, and statements prepared on their 5th use: each of the
+    # per-task path's few statements is then parsed and planned once per connection, and
+    # psycopg no longer quotes values into the SQL text (bench/pipeline.py). Django turns
+    # both off by default for poolers in transaction mode (PgBouncer before 1.21, or
+    # without max_prepared_statements): set DB_PREPARED_STATEMENTS=0 behind one.
+    if env_bool("DB_PREPARED_STATEMENTS", True) and _db["ENGINE"] == "django.db.backends.postgresql":
+        _db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     _db = {
