@@ -69,7 +69,8 @@ def task_timed(*, agent: str, attempt: int, max_attempts: int):
 
     ``succeeded`` when it returns, ``interrupted`` when the supervisor stopped it
     (timeout or cancel), ``error`` otherwise; an error or timeout on an attempt that is
-    not the last counts as a retry. Questions to a human end the block as ``suspended``.
+    not the last counts as a retry. Questions to a human end the block as ``suspended``,
+    an open circuit (the call not made) as ``deferred``.
     """
     started = time.perf_counter()
     outcome = "succeeded"
@@ -83,6 +84,8 @@ def task_timed(*, agent: str, attempt: int, max_attempts: int):
             outcome = "suspended"
         elif name == "NonRetryableError":
             outcome = "failed"
+        elif name == "CircuitBreakerError":
+            outcome = "deferred"  # the circuit is open: not called, the attempt not spent
         else:
             outcome = "error"
         raise

@@ -25,9 +25,13 @@ def task_status_now(*, task_id) -> str:
 
 
 def task_tokens_remaining(*, task: Task) -> int | None:
-    """Tokens the job may still spend; None when it has no token budget."""
+    """Tokens the job may still spend; None when it has no token budget. A budget is set
+    at submission only, so the job row the claim read (``task.job``) tells whether there
+    is one without a query on the way to every LLM call."""
     from jobs.models import Job
 
+    if task.job.max_tokens is None:
+        return None
     used, limit = Job.objects.filter(pk=task.job_id).values_list("tokens_used", "max_tokens").get()
     return None if limit is None else limit - used
 

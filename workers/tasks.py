@@ -19,7 +19,7 @@ from rq import get_current_job
 
 from agents.breakers import breaker_wait_seconds
 from agents.errors import TaskInterrupted
-from agents.kinds import IN_PROCESS_KINDS, AgentKind
+from agents.kinds import IN_PROCESS_KINDS
 from agents.limits import slot_acquire, slot_release
 from agents.registry import AgentSpec, NonRetryableError, agent_get
 from agents.runners import agent_run
@@ -83,12 +83,11 @@ def attempt_run(task_id: str, attempt: int, *, worker: str, queue: str | None) -
     if spec is None or (spec.kind in IN_PROCESS_KINDS and spec.handler is None):
         task_fail_attempt(task=task, error=f"agent '{task.agent}' is not registered in worker {worker}", retryable=True)
         return None
-    # Waiting for an open circuit or a free slot does not spend the attempt. (A Python
-    # agent's circuit guards only its ctx.llm calls, which defer on their own if open.)
-    wait = breaker_wait_seconds(spec) if spec.kind != AgentKind.PYTHON else 0.0
-    if wait > 0:
-        task_defer(task=task, delay=wait, reason=f"circuit of agent '{spec.name}' is open")
-        return None
+    # Waiting for an open circuit or a free slot does not spend the attempt. An open
+    # circuit is found by the agent's call itself, through its breaker, before anything
+    # is sent (CircuitBreakerError, deferred in attempt_settle): no Redis read of its own
+    # on every task's way to the endpoint. (A Python agent's circuit guards only its
+    # ctx.llm calls, which defer the same way.)
     if not slot_acquire(spec, task_id=task_id, hold_seconds=task.timeout):
         task_defer(task=task, delay=1.0, reason=f"agent '{spec.name}' runs its limit of {spec.concurrency} tasks")
         return None
@@ -126,7 +125,7 @@ def attempt_settle(spec: AgentSpec, task, ctx: AgentContext, *, worker: str, que
         task_fail_attempt(task=task, error=f"{type(exc).__name__}: {exc}", retryable=False)
         return None
     except CircuitBreakerError:
-        # Another worker opened the circuit while this one was getting ready.
+        # The circuit is open (opened by any worker): the call was not made.
         task_defer(task=task, delay=breaker_wait_seconds(spec), reason=f"circuit of agent '{spec.name}' is open")
         return None
     except SystemExit:
