@@ -16,6 +16,11 @@ from rq.exceptions import DeserializationError
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
+# The entry point RQ imports by name on the first task, loaded with the worker class
+# instead: with it come the agents' kinds and the openai client, seconds of imports on
+# a loaded machine. A worker that registers with RQ is then ready; before, a fresh one
+# took its first task 2 to 10 s late (16 new workers in bench/pipeline.py).
+import workers.tasks  # noqa: F401
 from core.logging import log_context
 from core.metrics import metrics_serve
 from core.queue import SignedJob
