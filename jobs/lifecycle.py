@@ -145,7 +145,9 @@ def _lock(job_id, *, skip_locked: bool = False, fields=_JOB_FIELDS) -> Change | 
 
     Hand-written SQL: this runs several times for every task, and building the query
     through the ORM cost more CPU than the query itself (bench/pipeline.py)."""
-    columns = ", ".join(_JOB_COLUMNS[f] for f in fields) if fields else "*"
+    # Columns by name, never ``*``: a prepared statement whose result gains a column (a
+    # migration while this process runs) fails with "cached plan must not change result type".
+    columns = ", ".join(_JOB_COLUMNS[f] for f in fields) if fields else _JOB_ALL_COLUMNS
     lock = (" FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE") if _can_lock() else ""
     sql = f"SELECT {columns} FROM jobs_job WHERE id = %s{lock}"
     job = next(iter(Job.objects.raw(sql, [_job_pk(job_id)])), None)
@@ -162,6 +164,7 @@ def _lock_by_task(task_id) -> Change | None:
 
 
 _JOB_COLUMNS = {f.name: f.column for f in Job._meta.concrete_fields} | {"owner_id": "owner_id"}
+_JOB_ALL_COLUMNS = ", ".join(f.column for f in Job._meta.concrete_fields)
 _TASK_COLUMNS = ", ".join(Task._meta.get_field(f).column for f in _TASK_FIELDS)
 
 
@@ -654,7 +657,11 @@ _CLAIM_SQL = (
     "UPDATE jobs_task SET status = %s, started_at = %s, heartbeat_at = %s, worker = %s, error = '', "
     "sent_at = COALESCE(jobs_task.sent_at, %s) FROM j "
     "WHERE jobs_task.id = %s AND jobs_task.job_id = j.id AND jobs_task.status = %s AND jobs_task.attempt = %s "
-    "RETURNING jobs_task.*, " + ", ".join(f"j.{f.column} AS job__{f.attname}" for f in _JOB_CONCRETE)
+    # Columns by name, as in _lock: a prepared statement's result must not change shape.
+    "RETURNING "
+    + ", ".join(f"jobs_task.{f.column}" for f in Task._meta.concrete_fields)
+    + ", "
+    + ", ".join(f"j.{f.column} AS job__{f.attname}" for f in _JOB_CONCRETE)
 )
 
 
