@@ -156,7 +156,8 @@ def _lock(job_id, *, skip_locked: bool = False, fields=_JOB_FIELDS) -> Change | 
 
 def _lock_by_task(task_id) -> Change | None:
     """The job row of a task, locked (the worker knows only the task id); ``OF j`` so
-    that the join does not lock the task row before its job."""
+    that the join does not lock the task row before its job. SQLite's claim; PostgreSQL
+    claims in one statement (_CLAIM_SQL)."""
     lock = " FOR UPDATE OF j" if _can_lock() else ""
     sql = f"SELECT j.* FROM jobs_job j JOIN jobs_task t ON t.job_id = j.id WHERE t.id = %s{lock}"
     job = next(iter(Job.objects.raw(sql, [_job_pk(task_id)])), None)
