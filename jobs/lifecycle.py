@@ -156,16 +156,17 @@ def _lock(job_id, *, skip_locked: bool = False, fields=_JOB_FIELDS) -> Change | 
 
 def _lock_by_task(task_id) -> Change | None:
     """The job row of a task, locked (the worker knows only the task id); ``OF j`` so
-    that the join does not lock the task row before its job. SQLite's claim; PostgreSQL
-    claims in one statement (_CLAIM_SQL)."""
+    that the join does not lock the task row before its job. Used by SQLite's claim;
+    PostgreSQL claims in one statement (_CLAIM_SQL)."""
     lock = " FOR UPDATE OF j" if _can_lock() else ""
     sql = f"SELECT j.* FROM jobs_job j JOIN jobs_task t ON t.job_id = j.id WHERE t.id = %s{lock}"
     job = next(iter(Job.objects.raw(sql, [_job_pk(task_id)])), None)
     return Change(job=job) if job is not None else None
 
 
-_JOB_COLUMNS = {f.name: f.column for f in Job._meta.concrete_fields} | {"owner_id": "owner_id"}
-_JOB_ALL_COLUMNS = ", ".join(f.column for f in Job._meta.concrete_fields)
+_JOB_CONCRETE = Job._meta.concrete_fields
+_JOB_COLUMNS = {f.name: f.column for f in _JOB_CONCRETE} | {"owner_id": "owner_id"}
+_JOB_ALL_COLUMNS = ", ".join(f.column for f in _JOB_CONCRETE)
 _TASK_COLUMNS = ", ".join(Task._meta.get_field(f).column for f in _TASK_FIELDS)
 
 
@@ -622,41 +623,30 @@ def tasks_resend(*, job_id, tasks: list[Task]) -> int:
 def task_claim(*, task_id, attempt: int, worker: str) -> Task | None:
     """Mark an attempt running; None if it is not queued any more (a stale message)."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            claimed = _claim_in_one_statement(task_id, attempt, worker)
-            if claimed is None:
-                return None
-            change, task = claimed
-        else:
-            change = _lock_by_task(task_id)
-            if change is None:
-                return None
-            now = connection.ops.adapt_datetimefield_value(change.now)
-            sql = (
-                "UPDATE jobs_task SET status = %s, started_at = %s, heartbeat_at = %s, worker = %s, error = '', "
-                "sent_at = COALESCE(sent_at, %s) WHERE id = %s AND status = %s AND attempt = %s RETURNING *"
-            )
-            params = [TaskStatus.RUNNING, now, now, worker, now, _job_pk(task_id), TaskStatus.QUEUED, attempt]
-            task = next(iter(Task.objects.raw(sql, params)), None)
-            if task is None:
-                return None
-            task.job = change.job
+        claim = _claim_in_one_statement if connection.vendor == "postgresql" else _claim_after_lock
+        claimed = claim(task_id, attempt, worker)
+        if claimed is None:
+            return None
+        change, task = claimed
         change.task_status(task, TaskStatus.RUNNING, attempt=attempt, worker=worker)
         _commit(change, seen=Seen.INFORMATIONAL)
     return task
 
 
-_JOB_CONCRETE = Job._meta.concrete_fields
+# Both claims set the same columns. Every way of sending a task sets sent_at; the COALESCE
+# keeps "running means sent" true whatever sent this message (jobs.scheduling counts
+# in-flight tasks by sent_at alone).
+_CLAIM_SET = (
+    "status = %s, started_at = %s, heartbeat_at = %s, worker = %s, error = '', "
+    "sent_at = COALESCE(jobs_task.sent_at, %s)"
+)
 _CLAIM_SQL = (
     # Step 1 of the lock order, the job row (``OF j``: the join does not lock the task
     # row), then the task row, whose UPDATE reads the locked job; one round trip instead of
     # two on every task's way to its worker. A task that is no longer queued matches
-    # nothing and returns nothing. Every way of sending a task sets sent_at; the COALESCE
-    # keeps "running means sent" true whatever sent this message (jobs.scheduling counts
-    # in-flight tasks by sent_at alone).
+    # nothing and returns nothing.
     "WITH j AS (SELECT j.* FROM jobs_job j JOIN jobs_task t ON t.job_id = j.id WHERE t.id = %s FOR UPDATE OF j) "
-    "UPDATE jobs_task SET status = %s, started_at = %s, heartbeat_at = %s, worker = %s, error = '', "
-    "sent_at = COALESCE(jobs_task.sent_at, %s) FROM j "
+    f"UPDATE jobs_task SET {_CLAIM_SET} FROM j "
     "WHERE jobs_task.id = %s AND jobs_task.job_id = j.id AND jobs_task.status = %s AND jobs_task.attempt = %s "
     # Columns by name, as in _lock: a prepared statement's result must not change shape.
     "RETURNING "
@@ -664,6 +654,10 @@ _CLAIM_SQL = (
     + ", "
     + ", ".join(f"j.{f.column} AS job__{f.attname}" for f in _JOB_CONCRETE)
 )
+# The job's columns come back as extra columns of the task, which Django does not convert
+# (JSON arrives as text): each goes through its field's conversion, as in a model read.
+_JOB_CONVERTERS = [(f"job__{f.attname}", getattr(f, "from_db_value", None)) for f in _JOB_CONCRETE]
+_JOB_ATTNAMES = [f.attname for f in _JOB_CONCRETE]
 
 
 def _claim_in_one_statement(task_id, attempt: int, worker: str) -> tuple[Change, Task] | None:
@@ -674,14 +668,28 @@ def _claim_in_one_statement(task_id, attempt: int, worker: str) -> tuple[Change,
     task = next(iter(Task.objects.raw(_CLAIM_SQL, params)), None)
     if task is None:
         return None
-    # The job's columns came as extra columns of the task, which Django does not convert
-    # (JSON arrives as text): each goes through its field's conversion, as a model read.
     values = []
-    for column in _JOB_CONCRETE:
-        value = task.__dict__.pop(f"job__{column.attname}")
-        values.append(column.from_db_value(value, None, connection) if hasattr(column, "from_db_value") else value)
-    task.job = Job.from_db(connection.alias, [f.attname for f in _JOB_CONCRETE], values)
+    for name, convert in _JOB_CONVERTERS:
+        value = task.__dict__.pop(name)
+        values.append(convert(value, None, connection) if convert else value)
+    task.job = Job.from_db(connection.alias, _JOB_ATTNAMES, values)
     return Change(job=task.job, now=now), task
+
+
+def _claim_after_lock(task_id, attempt: int, worker: str) -> tuple[Change, Task] | None:
+    """SQLite's claim (no row locks, and RETURNING cannot read an UPDATE's FROM): the job
+    row first, then the task's UPDATE, which reads it back."""
+    change = _lock_by_task(task_id)
+    if change is None:
+        return None
+    at = connection.ops.adapt_datetimefield_value(change.now)
+    sql = f"UPDATE jobs_task SET {_CLAIM_SET} WHERE id = %s AND status = %s AND attempt = %s RETURNING *"
+    params = [TaskStatus.RUNNING, at, at, worker, at, _job_pk(task_id), TaskStatus.QUEUED, attempt]
+    task = next(iter(Task.objects.raw(sql, params)), None)
+    if task is None:
+        return None
+    task.job = change.job
+    return change, task
 
 
 def task_heartbeat(*, task_id, attempt: int) -> bool:
