@@ -138,6 +138,7 @@ class Stack:
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
         self.procs: list[subprocess.Popen] = []
+        (ROOT / "var").mkdir(exist_ok=True)  # a fresh clone has none until `make run`
         self.log = open(ROOT / "var" / "bench-pipeline.log", "a")  # noqa: SIM115 (closed in stop())
 
     def start(self) -> None:

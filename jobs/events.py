@@ -113,22 +113,38 @@ def events_append(job_id, events: list[NewEvent], *, seen: Seen = Seen.UNSEEN) -
             last, owner_id = _append_in_one_statement(job_id, events, seen=seen, now=now)
         else:
             last, owner_id = _reserve_seqs(job_id, len(events), seen=seen)
-        rows = [
-            JobEvent(
-                job_id=job_id,
-                seq=last - len(events) + 1 + i,
-                type=str(e.type),
-                task_id=e.task_id,
-                status=e.status,
-                data=e.data,
-                at=now,
-            )
-            for i, e in enumerate(events)
-        ]
+        rows = events_appended(job_id, events, last=last, owner_id=owner_id, now=now)
         if connection.vendor != "postgresql":
             JobEvent.objects.bulk_create(rows)
-        transaction.on_commit(lambda: events_publish(rows, owner_id=owner_id), robust=True)
     return rows
+
+
+def events_appended(job_id, events: list[NewEvent], *, last: int, owner_id, now) -> list[JobEvent]:
+    """The rows of events a statement has just inserted, numbered up to ``last``, published
+    on commit (at once outside a transaction). For a statement that appends its own event
+    in the same round trip as its change (jobs.lifecycle's claim), with its numbers taken
+    as here: ``last_seq`` of the locked job row, ``advance_sql`` for ``advanced_seq``."""
+    rows = [
+        JobEvent(
+            job_id=job_id,
+            seq=last - len(events) + 1 + i,
+            type=str(e.type),
+            task_id=e.task_id,
+            status=e.status,
+            data=e.data,
+            at=now,
+        )
+        for i, e in enumerate(events)
+    ]
+    transaction.on_commit(lambda: events_publish(rows, owner_id=owner_id), robust=True)
+    return rows
+
+
+def advance_sql(seen: Seen, count: int) -> str:
+    """The SQL of the job row's new ``advanced_seq`` when ``count`` events are appended
+    (the row's columns unqualified, before the update)."""
+    seen_sql, uses_count = _ADVANCED[seen]
+    return seen_sql.replace("%s", str(int(count))) if uses_count else seen_sql
 
 
 def _append_in_one_statement(job_id, events: list[NewEvent], *, seen: Seen, now) -> tuple[int, int]:

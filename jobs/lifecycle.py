@@ -57,7 +57,7 @@ from core.errors import ApplicationError, Conflict, Gone
 from core.queue import TaskMessage, tasks_enqueue
 from core.wakeup import orchestrator_wake
 from jobs.budgets import budget_exceeded
-from jobs.events import EventType, NewEvent, Seen, events_append
+from jobs.events import EventType, NewEvent, Seen, advance_sql, events_append, events_appended
 from jobs.models import (
     JOB_TERMINAL,
     TASK_TERMINAL,
@@ -621,10 +621,15 @@ def tasks_resend(*, job_id, tasks: list[Task]) -> int:
 
 
 def task_claim(*, task_id, attempt: int, worker: str) -> Task | None:
-    """Mark an attempt running; None if it is not queued any more (a stale message)."""
+    """Mark an attempt running; None if it is not queued any more (a stale message).
+
+    On PostgreSQL, one statement and no transaction around it: the job row's lock, the
+    task's update and the "running" event commit together in one round trip, on every
+    task's way to its agent (instead of BEGIN, claim, append, COMMIT: four)."""
+    if connection.vendor == "postgresql":
+        return _claim_in_one_statement(task_id, attempt, worker)
     with transaction.atomic():
-        claim = _claim_in_one_statement if connection.vendor == "postgresql" else _claim_after_lock
-        claimed = claim(task_id, attempt, worker)
+        claimed = _claim_after_lock(task_id, attempt, worker)
         if claimed is None:
             return None
         change, task = claimed
@@ -642,17 +647,26 @@ _CLAIM_SET = (
 )
 _CLAIM_SQL = (
     # Step 1 of the lock order, the job row (``OF j``: the join does not lock the task
-    # row), then the task row, whose UPDATE reads the locked job; one round trip instead of
-    # two on every task's way to its worker. A task that is no longer queued matches
-    # nothing and returns nothing.
-    "WITH j AS (SELECT j.* FROM jobs_job j JOIN jobs_task t ON t.job_id = j.id WHERE t.id = %s FOR UPDATE OF j) "
-    f"UPDATE jobs_task SET {_CLAIM_SET} FROM j "
+    # row); then the task row, whose UPDATE reads the locked job. A task that is no longer
+    # queued matches nothing, so nothing below it runs either and nothing comes back.
+    "WITH j AS (SELECT j.* FROM jobs_job j JOIN jobs_task t ON t.job_id = j.id WHERE t.id = %s FOR UPDATE OF j), "
+    f"t AS (UPDATE jobs_task SET {_CLAIM_SET} FROM j "
     "WHERE jobs_task.id = %s AND jobs_task.job_id = j.id AND jobs_task.status = %s AND jobs_task.attempt = %s "
     # Columns by name, as in _lock: a prepared statement's result must not change shape.
     "RETURNING "
     + ", ".join(f"jobs_task.{f.column}" for f in Task._meta.concrete_fields)
     + ", "
     + ", ".join(f"j.{f.column} AS job__{f.attname}" for f in _JOB_CONCRETE)
+    + "), "
+    # The "running" event, numbered as jobs.events numbers every append (the locked job
+    # row's last_seq; informational, so the job stays as seen as it was).
+    "s AS (UPDATE jobs_job SET last_seq = last_seq + 1, "
+    f"advanced_seq = {advance_sql(Seen.INFORMATIONAL, 1)} "
+    "WHERE id = (SELECT job_id FROM t) RETURNING last_seq, advanced_seq), "
+    "e AS (INSERT INTO jobs_jobevent (job_id, seq, type, task_id, status, data, at) "
+    "SELECT t.job_id, s.last_seq, %s, t.id, %s, jsonb_build_object('key', t.key, 'attempt', t.attempt, 'worker', t.worker), "
+    "t.started_at FROM t, s) "
+    "SELECT t.*, s.last_seq AS job__last_seq_now, s.advanced_seq AS job__advanced_seq_now FROM t, s"
 )
 # The job's columns come back as extra columns of the task, which Django does not convert
 # (JSON arrives as text): each goes through its field's conversion, as in a model read.
@@ -660,11 +674,12 @@ _JOB_CONVERTERS = [(f"job__{f.attname}", getattr(f, "from_db_value", None)) for 
 _JOB_ATTNAMES = [f.attname for f in _JOB_CONCRETE]
 
 
-def _claim_in_one_statement(task_id, attempt: int, worker: str) -> tuple[Change, Task] | None:
+def _claim_in_one_statement(task_id, attempt: int, worker: str) -> Task | None:
     now = timezone.now()
     at = connection.ops.adapt_datetimefield_value(now)
     pk = _job_pk(task_id)
     params = [pk, TaskStatus.RUNNING, at, at, worker, at, pk, TaskStatus.QUEUED, attempt]
+    params += [str(EventType.TASK_STATUS), TaskStatus.RUNNING]
     task = next(iter(Task.objects.raw(_CLAIM_SQL, params)), None)
     if task is None:
         return None
@@ -673,7 +688,17 @@ def _claim_in_one_statement(task_id, attempt: int, worker: str) -> tuple[Change,
         value = task.__dict__.pop(name)
         values.append(convert(value, None, connection) if convert else value)
     task.job = Job.from_db(connection.alias, _JOB_ATTNAMES, values)
-    return Change(job=task.job, now=now), task
+    task.job.last_seq = task.__dict__.pop("job__last_seq_now")
+    task.job.advanced_seq = task.__dict__.pop("job__advanced_seq_now")
+    # Published as every append is: the same rows, sent once the statement has committed.
+    running = NewEvent(
+        EventType.TASK_STATUS,
+        task_id=task.id,
+        status=TaskStatus.RUNNING,
+        data={"key": task.key, "attempt": attempt, "worker": worker},
+    )
+    events_appended(task.job_id, [running], last=task.job.last_seq, owner_id=task.job.owner_id, now=now)
+    return task
 
 
 def _claim_after_lock(task_id, attempt: int, worker: str) -> tuple[Change, Task] | None:
