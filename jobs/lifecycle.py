@@ -123,6 +123,8 @@ class Change:
     messages: list[TaskMessage] = field(default_factory=list)
     # The job's tasks (_TASK_FIELDS), once loaded or written by this change.
     tasks: list[Task] | None = None
+    # Outputs this change wrote, by task key (the job's result needs no read of them).
+    outputs: dict = field(default_factory=dict)
 
     def event(self, type: EventType, *, task: Task | None = None, status: str = "", **data) -> None:
         if task is not None:
@@ -328,11 +330,15 @@ def _write_plan(change: Change, *, status_written: bool = False) -> None:
     inserted running, by job_create)."""
     job = change.job
     rows = task_rows(job=job, specs=job.plan["tasks"], now=change.now)
-    Task.objects.bulk_create(rows)
     _tasks(change).extend(rows)
     _job_set(
         change, JobStatus.RUNNING, started_at=job.started_at or change.now, written=status_written, tasks=len(rows)
     )
+    # The roots are ready already: dispatched before the rows are written, they are
+    # inserted queued (no UPDATE after the INSERT). Those gated "before" wait for
+    # settling, which opens their reviews on rows that exist.
+    _dispatch(change, [t for t in rows if not t.depends_on and t.review != ReviewMode.BEFORE], unsaved=True)
+    Task.objects.bulk_create(rows)
 
 
 def _job_set(change: Change, status: str, *, started_at=None, written: bool = False, **data) -> None:
@@ -410,23 +416,32 @@ def _before_gates_hold(change: Change, ready: list[Task]) -> list[Task]:
     return [t for t in ready if t.id not in held]
 
 
-def _dispatch(change: Change, ready: list[Task]) -> None:
+def _dispatch(change: Change, ready: list[Task], *, unsaved: bool = False) -> None:
     """The one place a task is dispatched: claim the next attempt of each ready task with
     a conditional UPDATE (never twice for one attempt). Who runs first is
     jobs.scheduling's: what it lets through now is sent on commit (``sent_at``); the rest
-    waits in PostgreSQL, queued, for its admission."""
+    waits in PostgreSQL, queued, for its admission.
+
+    ``unsaved``: the tasks are new rows the caller inserts next (a plan's roots); they
+    take the same columns, set on the rows instead of by an UPDATE."""
     if not ready:
         return
     plan = dispatch_plan(ready)
-    claimed = Task.objects.filter(id__in=[t.id for t in ready], status=TaskStatus.PENDING).update(
-        status=TaskStatus.QUEUED,
-        attempt=F("attempt") + 1,
-        queued_at=change.now,
-        next_attempt_at=None,
-        **_sent_columns(plan.send_now, change.now, everyone=len(plan.send_now) == len(ready)),
-    )
-    if claimed != len(ready):  # cannot happen while we hold the job lock; be loud if it does
-        logger.error("dispatch claimed %d of %d ready tasks of job %s", claimed, len(ready), change.job.id)
+    if unsaved:
+        for task in ready:
+            sent = task.id in plan.send_now
+            task.queued_at = change.now
+            task.sent_at, task.wait_reason = (change.now, "") if sent else (None, "capacity")
+    else:
+        claimed = Task.objects.filter(id__in=[t.id for t in ready], status=TaskStatus.PENDING).update(
+            status=TaskStatus.QUEUED,
+            attempt=F("attempt") + 1,
+            queued_at=change.now,
+            next_attempt_at=None,
+            **_sent_columns(plan.send_now, change.now, everyone=len(plan.send_now) == len(ready)),
+        )
+        if claimed != len(ready):  # cannot happen while we hold the job lock; be loud if it does
+            logger.error("dispatch claimed %d of %d ready tasks of job %s", claimed, len(ready), change.job.id)
     for task in ready:
         task.status = TaskStatus.QUEUED
         task.attempt += 1
@@ -458,12 +473,19 @@ def _finish_if_done(change: Change, tasks: list[Task]) -> None:
         return
     failed = [t for t in tasks if t.status == TaskStatus.FAILED and not t.allow_failure]
     has_dependents = {dep for t in tasks for dep in t.depends_on}
-    outputs = dict(
-        Task.objects.filter(job_id=change.job.id, status=TaskStatus.SUCCEEDED)
-        .exclude(key__in=has_dependents)
-        .exclude(agent=PLANNER_AGENT)  # its output is the plan, not a result
-        .values_list("key", "output")
-    )
+    # The result: the outputs of the final tasks (the planner's output is the plan, not
+    # a result). One this change wrote is known already: a job ending with one task
+    # (most do) reads none.
+    finals = {
+        t.key
+        for t in tasks
+        if t.status == TaskStatus.SUCCEEDED and t.key not in has_dependents and t.agent != PLANNER_AGENT
+    }
+    outputs = {key: change.outputs[key] for key in finals if key in change.outputs}
+    if finals - outputs.keys():
+        outputs |= dict(
+            Task.objects.filter(job_id=change.job.id, key__in=finals - outputs.keys()).values_list("key", "output")
+        )
     if failed:
         first = failed[0]
         error = f"task '{first.key}' failed after {first.attempt} attempt(s): {first.error}"
@@ -767,23 +789,29 @@ def task_succeed(*, task: Task, output, spawn: list | None = None, handoff_queue
     raises NonRetryableError and commits nothing. A task gated ``"review": "after"``
     holds its output for a human instead (its spawns are not taken).
     """
+    specs: list[dict] = []
     with transaction.atomic():
-        change = _lock(task.job_id)
-        if task.review == ReviewMode.AFTER:
-            return Succeeded(_output_hold(change, task, output))
-        specs = []
-        if spawn:
-            existing = set(Task.objects.filter(job_id=task.job_id).values_list("key", flat=True))
-            specs = spawn_validate(
-                specs=spawn, parent_key=task.key, existing_keys=existing, max_tasks=change.job.max_tasks
+        if task.review != ReviewMode.AFTER and not spawn and _can_lock():
+            change, done = _lock_and_succeed(task, output)
+        else:
+            change = _lock(task.job_id)
+            if task.review == ReviewMode.AFTER:
+                return Succeeded(_output_hold(change, task, output))
+            if spawn:
+                existing = set(Task.objects.filter(job_id=task.job_id).values_list("key", flat=True))
+                specs = spawn_validate(
+                    specs=spawn, parent_key=task.key, existing_keys=existing, max_tasks=change.job.max_tasks
+                )
+            done = _running(task).update(
+                status=TaskStatus.SUCCEEDED, output=output, finished_at=change.now, progress=1.0
             )
-        done = _running(task).update(status=TaskStatus.SUCCEEDED, output=output, finished_at=change.now, progress=1.0)
         if done != 1:
             return Succeeded(False)
         if specs:
             Task.objects.bulk_create(task_rows(job=change.job, specs=specs, now=change.now))
         extra = {"spawned": [s["key"] for s in specs]} if specs else {}
         change.task_status(task, TaskStatus.SUCCEEDED, attempt=task.attempt, **extra)
+        change.outputs[task.key] = output
         _settle(change)
         handoff = None
         if handoff_queue and settings.AGENTBUS_EAGER_HANDOFF:
@@ -792,6 +820,32 @@ def task_succeed(*, task: Task, output, spawn: list | None = None, handoff_queue
                 change.messages.remove(handoff)
         _commit(change)
     return Succeeded(True, handoff)
+
+
+_SUCCEED_SQL = (
+    # Step 1 of the lock order, the job row, then the task's conditional UPDATE, which
+    # reads the locked row (so runs after it): one round trip for both, on every
+    # success. The tasks are read by a statement of their own after it (_tasks), which
+    # sees what committed while this one waited for the lock.
+    f"WITH j AS (SELECT {', '.join(_JOB_COLUMNS[f] for f in _JOB_FIELDS)} FROM jobs_job WHERE id = %s FOR UPDATE), "
+    "u AS (UPDATE jobs_task SET status = %s, output = %s, finished_at = %s, progress = 1.0 FROM j "
+    "WHERE jobs_task.id = %s AND jobs_task.job_id = j.id AND jobs_task.status = %s AND jobs_task.attempt = %s "
+    "RETURNING jobs_task.id) "
+    f"SELECT {', '.join('j.' + _JOB_COLUMNS[f] for f in _JOB_FIELDS)}, (SELECT COUNT(*) FROM u) AS succeeded FROM j"
+)
+_OUTPUT = Task._meta.get_field("output")
+
+
+def _lock_and_succeed(task: Task, output) -> tuple[Change, int]:
+    """PostgreSQL's success without a spawn or an "after" gate: the job's lock and the
+    output's write in one statement; returns the change and the rows written (0: the
+    attempt is no longer the running one)."""
+    now = timezone.now()
+    at = connection.ops.adapt_datetimefield_value(now)
+    params = [_job_pk(task.job_id), TaskStatus.SUCCEEDED, _OUTPUT.get_db_prep_save(output, connection), at]
+    params += [_job_pk(task.pk), TaskStatus.RUNNING, task.attempt]
+    job = next(iter(Job.objects.raw(_SUCCEED_SQL, params)))
+    return Change(job=job, now=now), job.__dict__.pop("succeeded")
 
 
 def _output_hold(change: Change, task: Task, output) -> bool:

@@ -360,8 +360,9 @@ def _choose(queue: str, room: int, now: datetime) -> tuple[list[_Candidate], dic
     """
     lines = _lines(queue, room)
     keys = list(lines)
-    served = _served(keys, now)
-    weights = _weights(keys)
+    # Shares decide only between keys: with one key waiting, its own order does.
+    served = _served(keys, now) if len(keys) > 1 else defaultdict(int)
+    weights = _weights(keys) if len(keys) > 1 else defaultdict(lambda: 1)
     running = _concurrency_in_flight({c.concurrency_key for line in lines.values() for c in line if c.concurrency_key})
     limited: dict[str, float] = {}  # agent -> seconds until its window allows one more
     picks: list[_Candidate] = []
@@ -559,28 +560,36 @@ def _mark_sent(picks: list[_Candidate], now: datetime) -> set:
     and stay waiting. Returns the ids marked."""
     if not picks:
         return set()
-    free = list(
-        Task.objects.select_for_update(skip_locked=True)
-        .filter(id__in=[p.id for p in picks], status=TaskStatus.QUEUED, sent_at__isnull=True)
-        .values_list("id", flat=True)
-    )
-    Task.objects.filter(id__in=free).update(sent_at=now, wait_reason="")
-    return set(free)
+    return set(_update_waiting([p.id for p in picks], sent_at=now, wait_reason=""))
 
 
 def _mark_reasons(reasons: dict) -> None:
-    """Write the reasons that changed, two statements per reason, skipping locked rows."""
+    """Write the reasons that changed, one UPDATE per reason, skipping locked rows."""
     by_reason: defaultdict[str, list] = defaultdict(list)
     for task_id, reason in reasons.items():
         by_reason[reason].append(task_id)
     for reason, ids in by_reason.items():
-        free = list(
-            Task.objects.select_for_update(skip_locked=True)
-            .filter(id__in=ids, status=TaskStatus.QUEUED, sent_at__isnull=True)
-            .values_list("id", flat=True)
-        )
-        if free:
-            Task.objects.filter(id__in=free).update(wait_reason=reason)
+        _update_waiting(ids, wait_reason=reason)
+
+
+def _update_waiting(ids: list, **values) -> list:
+    """Update those of these tasks still waiting that no transaction holds (SKIP LOCKED:
+    admission never waits on a job's lock); returns the ids updated. One statement on
+    PostgreSQL (``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``); SQLite,
+    which has no row locks, updates them in the same way without."""
+    if connection.vendor != "postgresql":
+        still = Task.objects.filter(id__in=ids, status=TaskStatus.QUEUED, sent_at__isnull=True)
+        free = list(still.values_list("id", flat=True))
+        Task.objects.filter(id__in=free).update(**values)
+        return free
+    assignments = ", ".join(f"{Task._meta.get_field(name).column} = %s" for name in values)
+    sql = (
+        f"UPDATE jobs_task SET {assignments} WHERE id IN (SELECT id FROM jobs_task WHERE id = ANY(%s) "
+        "AND status = %s AND sent_at IS NULL FOR UPDATE SKIP LOCKED) RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values.values(), list(ids), TaskStatus.QUEUED])
+        return [row[0] for row in cursor.fetchall()]
 
 
 # --- what operators and users see --------------------------------------------------------
