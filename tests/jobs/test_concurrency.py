@@ -281,3 +281,48 @@ def test_admissions_racing_cancels_and_successes_never_deadlock_and_never_send_a
         in_flight = Task.objects.filter(queue="unserved", status__in=["queued", "running"], sent_at__isnull=False)
         assert in_flight.count() <= 1, list(in_flight.values_list("key", "status"))
         Task.objects.filter(queue="unserved", status__in=["queued", "running", "pending"]).update(status="cancelled")
+
+
+def test_an_admission_skips_a_task_whose_job_transaction_holds_it_and_sends_it_next_time():
+    """Admission never waits on a job's transaction: a waiting task whose row another
+    transaction holds is left for the next admission (SKIP LOCKED), which sends it."""
+    import psycopg
+    from django.conf import settings as django_settings
+
+    from jobs.scheduling import tasks_admit
+
+    owner = make_user("admit-skipper")
+    job, _ = job_submit(
+        owner=owner, spec={"plan": plan(*[{"key": f"t{i}", "agent": "unserved_echo"} for i in range(2)])}
+    )
+    waiting = Task.objects.get(job=job, sent_at__isnull=True)
+    # The one in flight ends (as if run), so the queue has room for the waiting one.
+    Task.objects.filter(job=job, sent_at__isnull=False).update(status="succeeded")
+    db = django_settings.DATABASES["default"]
+    holder = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        dbname=connections["default"].settings_dict["NAME"],
+    )
+    try:
+        holder.execute("SELECT 1 FROM jobs_task WHERE id = %s FOR UPDATE", [waiting.id])
+        results: list = []
+
+        def admit() -> None:
+            try:
+                results.append(tasks_admit({"unserved"}))
+            finally:
+                connections.close_all()
+
+        admitter = threading.Thread(target=admit)
+        admitter.start()
+        admitter.join(5)
+        assert not admitter.is_alive(), "the admission waited for the job's transaction"
+        assert Task.objects.get(pk=waiting.pk).sent_at is None
+    finally:
+        holder.rollback()
+        holder.close()
+    admitter.join(30)
+    tasks_admit({"unserved"})
+    assert Task.objects.get(pk=waiting.pk).sent_at is not None
