@@ -7,6 +7,12 @@ back too, so the log has no gaps and no duplicates. On PostgreSQL the UPDATE and
 INSERT of the events are one statement (the INSERT reads the numbers from the UPDATE's
 RETURNING, so it runs after it): an append is one round trip on every transition.
 
+Two hot statements of jobs.lifecycle append their own events in the same round trip as
+their change, numbered the same way, and hand the rows to ``events_appended`` to
+publish: a worker's claim (``advance_sql`` gives its ``advanced_seq``), and a new job's
+insert (``events_insert_sql``: numbers from 1, the row inserted with ``last_seq`` their
+count).
+
 ``events_publish`` is the one place that pushes events to live listeners (websockets);
 it runs after commit, so nobody is told about a change that did not happen. Delivery
 there is at-most-once; the log is the truth a client catches up from.
@@ -147,18 +153,32 @@ def advance_sql(seen: Seen, count: int) -> str:
     return seen_sql.replace("%s", str(int(count))) if uses_count else seen_sql
 
 
-def _append_in_one_statement(job_id, events: list[NewEvent], *, seen: Seen, now) -> tuple[int, int]:
-    """Reserve the numbers and insert the events in one statement; returns the last number
-    and the job's owner id, as _reserve_seqs does."""
-    seen_sql, uses_count = _ADVANCED[seen]
-    count = len(events)
-    params: list = [count, *([count] if uses_count else []), job_id, count, now]
-    params += [
+def events_insert_sql(job_id, events: list[NewEvent], *, now) -> tuple[str, list]:
+    """An INSERT of a new job's first events, numbered from 1 (its row is inserted with
+    ``last_seq`` = their count, in the same statement: jobs.lifecycle.job_create)."""
+    sql = (
+        "INSERT INTO jobs_jobevent (job_id, seq, type, task_id, status, data, at) "
+        "SELECT %s, e.n, e.type, e.task_id, e.status, e.data::jsonb, %s FROM "
+        "unnest(%s::text[], %s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS e(type, task_id, status, data, n)"
+    )
+    return sql, [job_id, now, *_columns(events)]
+
+
+def _columns(events: list[NewEvent]) -> list[list]:
+    return [
         [str(e.type) for e in events],
         [str(e.task_id) if e.task_id is not None else None for e in events],
         [e.status for e in events],
         [json.dumps(e.data) for e in events],
     ]
+
+
+def _append_in_one_statement(job_id, events: list[NewEvent], *, seen: Seen, now) -> tuple[int, int]:
+    """Reserve the numbers and insert the events in one statement; returns the last number
+    and the job's owner id, as _reserve_seqs does."""
+    seen_sql, uses_count = _ADVANCED[seen]
+    count = len(events)
+    params: list = [count, *([count] if uses_count else []), job_id, count, now, *_columns(events)]
     sql = (
         f"WITH j AS (UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen_sql} WHERE id = %s "
         "RETURNING id, last_seq, owner_id), "

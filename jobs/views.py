@@ -297,8 +297,9 @@ class JobListView(GenericAPIView):
         headers = {"Location": reverse("job-detail", kwargs={"job_id": job.id})}
         if not created:
             headers["Idempotent-Replayed"] = "true"
-        # A job just created has no task rows yet (the orchestrator writes them), so
-        # the reply skips the tasks query; a replay shows the job as it is now.
+        # A new job's reply leaves its tasks out (GET /jobs/{id} has them; a job without
+        # a plan has none yet), so answering costs no query; a replay shows the job as
+        # it is now.
         body = {**JobOutputSerializer(job).data, "tasks": []} if created else job_detail_body(job)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers)
 
