@@ -70,8 +70,9 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole request
     "core.tracing.TracingMiddleware",  # a span per request when OTEL_EXPORTER_OTLP_ENDPOINT is set; else removed
     "django.middleware.security.SecurityMiddleware",
-    # Serves static/ (CSS, JS, admin assets) from the web process itself, under daphne too.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Serves static/ (CSS, JS, admin assets) from the web process itself: WhiteNoise,
+    # async-capable so that no middleware makes a request cross threads (core.static_files).
+    "core.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

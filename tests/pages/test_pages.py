@@ -324,6 +324,30 @@ def test_the_stylesheet_and_scripts_are_served_by_the_app(client):
         b"".join(response.streaming_content if response.streaming else [response.content])
 
 
+def test_every_middleware_runs_async_so_a_request_enters_a_thread_once_and_static_files_still_come():
+    """Under ASGI one sync-only middleware made every request cross threads three times
+    (core.static_files). Each one must be async-capable; the static files are served
+    through the ASGI handler as before."""
+    import asyncio
+
+    from django.conf import settings
+    from django.test import AsyncClient
+    from django.utils.module_loading import import_string
+
+    sync_only = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)]
+    assert not sync_only, sync_only
+
+    async def fetch():
+        client = AsyncClient()
+        response = await client.get("/static/agentbus/agentbus.css")
+        body = b"".join([chunk async for chunk in response]) if response.streaming else response.content
+        return response.status_code, body, (await client.get("/static/agentbus/nothing-here.css")).status_code
+
+    code, body, missing = asyncio.run(fetch())
+    assert code == 200 and b"{" in body
+    assert missing == 404
+
+
 def test_the_job_page_lists_each_tasks_review_gates_and_artifacts(carol):
     from django.core.files.base import ContentFile
 
