@@ -229,7 +229,13 @@ def job_create(*, owner, fields: dict) -> Job:
     job = Job(owner=owner, status=status, started_at=now if runs_now else None, **fields)
     change = Change(job=job, now=now, tasks=[])
     change.job_status(JobStatus.SUBMITTED, tasks=len((job.plan or {}).get("tasks", ())))
-    at_once = runs_now and connection.vendor == "postgresql" and not _gated_roots(job.plan["tasks"])
+    # A job over its budget already (a deadline that has passed) ends at once: the old path.
+    at_once = (
+        runs_now
+        and connection.vendor == "postgresql"
+        and not _gated_roots(job.plan["tasks"])
+        and budget_exceeded(job, now) is None
+    )
     if at_once:
         _db_defaults_resolve(job)
     else:
@@ -897,7 +903,7 @@ _SUCCEED_SQL = (
 _OUTPUT = Task._meta.get_field("output")
 
 
-def _lock_and_succeed(task: Task, output) -> tuple[Change, int]:
+def _lock_and_succeed(task: Task, output) -> tuple[Change | None, int]:
     """PostgreSQL's success without a spawn or an "after" gate: the job's lock and the
     output's write in one statement; returns the change and the rows written (0: the
     attempt is no longer the running one)."""
@@ -905,7 +911,9 @@ def _lock_and_succeed(task: Task, output) -> tuple[Change, int]:
     at = connection.ops.adapt_datetimefield_value(now)
     params = [_job_pk(task.job_id), TaskStatus.SUCCEEDED, _OUTPUT.get_db_prep_save(output, connection), at]
     params += [_job_pk(task.pk), TaskStatus.RUNNING, task.attempt]
-    job = next(iter(Job.objects.raw(_SUCCEED_SQL, params)))
+    job = next(iter(Job.objects.raw(_SUCCEED_SQL, params)), None)
+    if job is None:  # the job is gone (deleted by an operator): nothing to write
+        return None, 0
     return Change(job=job, now=now), job.__dict__.pop("succeeded")
 
 

@@ -324,18 +324,20 @@ def test_the_stylesheet_and_scripts_are_served_by_the_app(client):
         b"".join(response.streaming_content if response.streaming else [response.content])
 
 
-def test_every_middleware_runs_async_so_a_request_enters_a_thread_once_and_static_files_still_come():
-    """Under ASGI one sync-only middleware made every request cross threads three times
-    (core.static_files). Each one must be async-capable; the static files are served
-    through the ASGI handler as before."""
+def test_the_middleware_chain_runs_in_one_thread_under_asgi_and_static_files_still_come():
+    """Django builds the chain from the last middleware out: a sync-only one last makes
+    every middleware run sync, in the one thread a request enters once. With an
+    async-capable middleware last, each one's process_request and process_response
+    crossed into a thread of its own. The static files still come through the ASGI
+    handler."""
     import asyncio
 
     from django.conf import settings
     from django.test import AsyncClient
     from django.utils.module_loading import import_string
 
-    sync_only = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)]
-    assert not sync_only, sync_only
+    last = import_string(settings.MIDDLEWARE[-1])
+    assert getattr(last, "sync_capable", True) and not getattr(last, "async_capable", False), last
 
     async def fetch():
         client = AsyncClient()
