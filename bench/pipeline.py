@@ -9,7 +9,10 @@ at once, first in first out), to compare the cost of the scheduling policy.
    enqueued by a client thread; throughput = N / (first enqueue -> last job finished).
 2. agentbus: web (uvicorn), orchestrator and one worker run as separate processes, as
    the Procfile starts them. N single-task echo jobs are submitted over REST by a few
-   client threads; throughput = N / (first submit -> last job succeeded).
+   client threads; throughput = N / (first submit -> last job succeeded). Also the CPU
+   (user + system, from /proc) each kind of process spent per job in this step: the web
+   process, the worker, PostgreSQL, Redis, the orchestrator and this client, against the
+   cores x wall time there was: what holds the throughput back on this machine.
 3. Hand-off: chains of two echo tasks (a -> b) run one at a time; the latency is b's
    start minus a's finish (both timestamps written by the worker), p50 and p95.
 4. Under load, with W workers (16): 12 chains of six 0.3 s tasks in flight at once (so
@@ -173,8 +176,19 @@ class Stack:
 
     def orchestrator_cpu(self) -> float:
         """Seconds of CPU (user + system) the orchestrator has used so far."""
-        fields = Path(f"/proc/{self.orchestrator.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.orchestrator.pid)
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """Seconds of CPU used so far by each kind of process on this machine: the stack's,
+        PostgreSQL's and Redis's (all of them: nothing else should run), and this one's."""
+        return {
+            "web": process_cpu(self.procs[0].pid),
+            "worker": sum(process_cpu(p.pid) for p in self.procs[2:]),
+            "PostgreSQL": sum(process_cpu(pid) for pid in pids_named("postgres")),
+            "Redis": sum(process_cpu(pid) for pid in pids_named("redis-server")),
+            "orchestrator": self.orchestrator_cpu(),
+            "benchmark": process_cpu(os.getpid()),
+        }
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -185,6 +199,28 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.log.close()
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is ``name`` (as /proc/<pid>/comm has it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 def submit_jobs(token: str, bodies: list[dict], clients: int) -> list[str]:
@@ -341,7 +377,10 @@ def main() -> None:
     try:
         bench_agentbus(token, min(50, args.jobs), args.clients)  # warm-up
         tasks_before, cpu_before = Task.objects.count(), stack.orchestrator_cpu()
+        spent_before, started = stack.cpu_by_process(), time.perf_counter()
         ours, submit_rate = bench_agentbus(token, args.jobs, args.clients)
+        wall = time.perf_counter() - started
+        spent = {k: v - spent_before[k] for k, v in stack.cpu_by_process().items()}
         latencies = bench_handoff(token, args.chains)
         cpu = stack.orchestrator_cpu() - cpu_before
     finally:
@@ -365,6 +404,12 @@ def main() -> None:
     print(f"{'agentbus, echo jobs over REST, 1 worker':<48}{ours:>10.1f} jobs/s")
     print(f"{'  (REST submissions alone)':<48}{submit_rate:>10.1f} jobs/s")
     print(f"{'ratio agentbus / raw RQ':<48}{ours / rq_rate:>10.2f} x")
+    # Where the throughput run's CPU went: what limits it on this machine.
+    print(
+        "  CPU per job: "
+        + ", ".join(f"{name} {seconds / args.jobs * 1000:.2f} ms" for name, seconds in spent.items())
+        + f"; {sum(spent.values()):.1f} s of {os.cpu_count() * wall:.1f} s ({os.cpu_count()} cores x {wall:.1f} s)"
+    )
     print(
         f"{'hand-off, dependency done -> dependent starts':<48}"
         f"p50 {percentile(latencies, 50):.1f} ms   p95 {percentile(latencies, 95):.1f} ms   ({len(latencies)} chains)"

@@ -184,8 +184,14 @@ def _job_pk(value):
 
 def _commit(change: Change, *, seen: Seen = Seen.SETTLED) -> None:
     """Append the change's events (marking the job settled) and send its messages on commit."""
+    _send_on_commit(change)
     rows = events_append(change.job.id, change.events, seen=seen)
     change.job.last_seq += len(rows)
+
+
+def _send_on_commit(change: Change) -> None:
+    """The change's queue messages, sent on commit; registered before the events'
+    publishing, so the workers are told first (the watchers a moment later)."""
     if change.messages:
         messages = list(change.messages)
         transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
@@ -276,10 +282,8 @@ def _insert_new_job(change: Change) -> None:
         )
     for row in (job, *change.tasks):  # saved now, as save() would leave them
         row._state.adding, row._state.db = False, connection.alias
+    _send_on_commit(change)
     events_appended(job.id, change.events, last=count, owner_id=job.owner_id, now=change.now)
-    if change.messages:
-        messages = list(change.messages)
-        transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
 
 
 def _insert_sql(model, rows: list) -> tuple[str, list]:
