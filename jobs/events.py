@@ -127,9 +127,10 @@ def events_append(job_id, events: list[NewEvent], *, seen: Seen = Seen.UNSEEN) -
 
 def events_appended(job_id, events: list[NewEvent], *, last: int, owner_id, now) -> list[JobEvent]:
     """The rows of events a statement has just inserted, numbered up to ``last``, published
-    on commit (at once outside a transaction). For a statement that appends its own event
-    in the same round trip as its change (jobs.lifecycle's claim), with its numbers taken
-    as here: ``last_seq`` of the locked job row, ``advance_sql`` for ``advanced_seq``."""
+    on commit (at once outside a transaction). For a statement that appends its own
+    events in the same round trip as its change (jobs.lifecycle's claim and a new job's
+    insert), numbered as here: from the job row's ``last_seq``, with ``advance_sql`` for
+    its ``advanced_seq``."""
     rows = [
         JobEvent(
             job_id=job_id,
