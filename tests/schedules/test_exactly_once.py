@@ -41,7 +41,8 @@ def _leader_pid() -> int | None:
 def _backend_waiting_on(conn: psycopg.Connection) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
-        "AND query ILIKE 'INSERT INTO \"jobs_job\"%%'"
+        # The job's INSERT, on its own or as the first part of a submission's one statement.
+        "AND query ILIKE '%%INSERT INTO \"jobs_job\"%%'"
     ).fetchone()
     return row[0] > 0
 
