@@ -783,14 +783,11 @@ def _claim_in_one_statement(task_id, attempt: int, worker: str) -> Task | None:
     task.job = Job.from_db(connection.alias, _JOB_ATTNAMES, values)
     task.job.last_seq = task.__dict__.pop("job__last_seq_now")
     task.job.advanced_seq = task.__dict__.pop("job__advanced_seq_now")
-    # Published as every append is: the same rows, sent once the statement has committed.
-    running = NewEvent(
-        EventType.TASK_STATUS,
-        task_id=task.id,
-        status=TaskStatus.RUNNING,
-        data={"key": task.key, "attempt": attempt, "worker": worker},
-    )
-    events_appended(task.job_id, [running], last=task.job.last_seq, owner_id=task.job.owner_id, now=now)
+    # The event the statement inserted, as every change writes it (SQLite's claim too),
+    # published as every append is, the statement having committed.
+    change = Change(job=task.job, now=now)
+    change.task_status(task, TaskStatus.RUNNING, attempt=attempt, worker=worker)
+    events_appended(task.job_id, change.events, last=task.job.last_seq, owner_id=task.job.owner_id, now=now)
     return task
 
 

@@ -287,9 +287,9 @@ def test_an_admission_skips_a_task_whose_job_transaction_holds_it_and_sends_it_n
     """Admission never waits on a job's transaction: a waiting task whose row another
     transaction holds is left for the next admission (SKIP LOCKED), which sends it."""
     import psycopg
-    from django.conf import settings as django_settings
 
     from jobs.scheduling import tasks_admit
+    from tests.conftest import database_url
 
     owner = make_user("admit-skipper")
     job, _ = job_submit(
@@ -298,13 +298,7 @@ def test_an_admission_skips_a_task_whose_job_transaction_holds_it_and_sends_it_n
     waiting = Task.objects.get(job=job, sent_at__isnull=True)
     # The one in flight ends (as if run), so the queue has room for the waiting one.
     Task.objects.filter(job=job, sent_at__isnull=False).update(status="succeeded")
-    db = django_settings.DATABASES["default"]
-    holder = psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        dbname=connections["default"].settings_dict["NAME"],
-    )
+    holder = psycopg.connect(database_url())
     try:
         holder.execute("SELECT 1 FROM jobs_task WHERE id = %s FOR UPDATE", [waiting.id])
         results: list = []

@@ -144,7 +144,7 @@ def test_the_per_task_path_takes_a_small_fixed_number_of_queries_with_100k_jobs_
     large = step_costs(owner)
     print(f"queries per step: {large} (empty database: {small})")
     assert large == small
-    # Counted with BEGIN and COMMIT: every step is one transaction. A dispatch includes
+    # Counted with BEGIN and COMMIT: every step but the claim is one transaction. A dispatch includes
     # jobs.scheduling's look at its queue (what is in flight and waiting): one statement.
     # A submission: the owner's row and active jobs (the quota), the queue's counts, and
     # the job, its tasks and its events in one INSERT statement.
