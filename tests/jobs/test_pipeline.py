@@ -125,6 +125,26 @@ def test_cancel_stops_a_running_job(pipeline, alice):
     assert alice.post(f"/jobs/{job_id}/cancel").status_code == 409
 
 
+def test_a_task_over_its_timeout_is_stopped_and_fails_with_the_reason(pipeline, alice):
+    body = {"plan": plan({"key": "slow", "agent": "sleepy", "input": {"seconds": 30}, "timeout": 2, "max_attempts": 1})}
+    job = job_wait(submit(alice, body), timeout=15)
+    slow = Task.objects.get(job_id=job.id, key="slow")
+    assert (job.status, slow.status) == ("failed", "failed")
+    assert "timed out after 2s" in slow.error
+    assert (slow.finished_at - slow.started_at).total_seconds() < 5
+
+
+def test_one_worker_watches_attempt_after_attempt(pipeline, alice):
+    """The worker's one supervisor thread goes from attempt to attempt: each long task
+    in turn is stopped by its cancel, a short one in between leaves nothing behind."""
+    for _ in range(3):
+        slow = submit(alice, {"plan": plan({"key": "slow", "agent": "sleepy", "input": {"seconds": 30}})})
+        wait_for(lambda: Task.objects.filter(job_id=slow, status="running").exists(), message="running")  # noqa: B023
+        assert alice.post(f"/jobs/{slow}/cancel").status_code == 200
+        quick = submit(alice, {"plan": plan({"key": "quick", "agent": "echo"})})
+        assert job_wait(quick, timeout=10).status == "succeeded"
+
+
 def test_the_events_of_a_job_have_gap_free_increasing_sequence_numbers(pipeline, alice):
     job_id = submit(alice, {"plan": DIAMOND})
     job_wait(job_id)
