@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from core.channels import group_send_nowait
 from core.metrics import events_observe
-from jobs.models import JobEvent
+from jobs.models import Job, JobEvent
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +87,26 @@ _ADVANCED = {
 }
 
 
-def _reserve_seqs(job_id, count: int, *, seen: Seen) -> tuple[int, int]:
+def _job_set_sql(job_set: dict | None) -> tuple[str, list]:
+    """``, column = %s`` for each other column of the job row an append writes along
+    (jobs.lifecycle: a job's end), and its values as the database takes them."""
+    fields = [Job._meta.get_field(name) for name in job_set or ()]
+    sql = "".join(f", {connection.ops.quote_name(f.column)} = %s" for f in fields)
+    return sql, [f.get_db_prep_save(job_set[f.name], connection) for f in fields]
+
+
+def _reserve_seqs(job_id, count: int, *, seen: Seen, job_set: dict | None = None) -> tuple[int, int]:
     """Reserve ``count`` sequence numbers for a job (and mark it ``seen``); returns the last
     one and the job's owner id (read by the same statement, for the owner's live job list).
     """
     seen_sql, uses_count = _ADVANCED[seen]
     params = [count, count] if uses_count else [count]
+    set_sql, set_params = _job_set_sql(job_set)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen_sql} WHERE id = %s "
+            f"UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen_sql}{set_sql} WHERE id = %s "
             "RETURNING last_seq, owner_id",
-            [*params, job_id.hex if connection.vendor == "sqlite" else job_id],
+            [*params, *set_params, job_id.hex if connection.vendor == "sqlite" else job_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -105,20 +114,26 @@ def _reserve_seqs(job_id, count: int, *, seen: Seen) -> tuple[int, int]:
     return row[0], row[1]
 
 
-def events_append(job_id, events: list[NewEvent], *, seen: Seen = Seen.UNSEEN) -> list[JobEvent]:
+def events_append(
+    job_id, events: list[NewEvent], *, seen: Seen = Seen.UNSEEN, job_set: dict | None = None
+) -> list[JobEvent]:
     """Append events to a job's log (one statement on PostgreSQL, two on SQLite, however
     many events) and publish them on commit.
 
     Called with the job row already locked (jobs.lifecycle takes it first), or as the
-    first write of a transaction: the UPDATE that reserves the numbers takes that lock."""
+    first write of a transaction: the UPDATE that reserves the numbers takes that lock.
+    ``job_set``: other columns of the job row to write in that same UPDATE (by field
+    name), so that a transition that changes the row and logs it costs one statement."""
     if not events:
+        if job_set:
+            Job.objects.filter(pk=job_id).update(**job_set)
         return []
     with transaction.atomic(savepoint=False):
         now = timezone.now()
         if connection.vendor == "postgresql":
-            last, owner_id = _append_in_one_statement(job_id, events, seen=seen, now=now)
+            last, owner_id = _append_in_one_statement(job_id, events, seen=seen, now=now, job_set=job_set)
         else:
-            last, owner_id = _reserve_seqs(job_id, len(events), seen=seen)
+            last, owner_id = _reserve_seqs(job_id, len(events), seen=seen, job_set=job_set)
         rows = events_appended(job_id, events, last=last, owner_id=owner_id, now=now)
         if connection.vendor != "postgresql":
             JobEvent.objects.bulk_create(rows)
@@ -174,14 +189,17 @@ def _columns(events: list[NewEvent]) -> list[list]:
     ]
 
 
-def _append_in_one_statement(job_id, events: list[NewEvent], *, seen: Seen, now) -> tuple[int, int]:
+def _append_in_one_statement(
+    job_id, events: list[NewEvent], *, seen: Seen, now, job_set: dict | None = None
+) -> tuple[int, int]:
     """Reserve the numbers and insert the events in one statement; returns the last number
     and the job's owner id, as _reserve_seqs does."""
     seen_sql, uses_count = _ADVANCED[seen]
+    set_sql, set_params = _job_set_sql(job_set)
     count = len(events)
-    params: list = [count, *([count] if uses_count else []), job_id, count, now, *_columns(events)]
+    params: list = [count, *([count] if uses_count else []), *set_params, job_id, count, now, *_columns(events)]
     sql = (
-        f"WITH j AS (UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen_sql} WHERE id = %s "
+        f"WITH j AS (UPDATE jobs_job SET last_seq = last_seq + %s, advanced_seq = {seen_sql}{set_sql} WHERE id = %s "
         "RETURNING id, last_seq, owner_id), "
         "e AS (INSERT INTO jobs_jobevent (job_id, seq, type, task_id, status, data, at) "
         "SELECT j.id, j.last_seq - %s + e.n, e.type, e.task_id, e.status, e.data::jsonb, %s FROM j, "

@@ -127,6 +127,9 @@ class Change:
     tasks: list[Task] | None = None
     # Outputs this change wrote, by task key (the job's result needs no read of them).
     outputs: dict = field(default_factory=dict)
+    # Columns of the job row to write with the events, by field name (its end): set on
+    # the loaded row at once, written by _commit in the events' statement.
+    job_set: dict = field(default_factory=dict)
 
     def event(self, type: EventType, *, task: Task | None = None, status: str = "", **data) -> None:
         if task is not None:
@@ -185,7 +188,8 @@ def _job_pk(value):
 def _commit(change: Change, *, seen: Seen = Seen.SETTLED) -> None:
     """Append the change's events (marking the job settled) and send its messages on commit."""
     _send_on_commit(change)
-    rows = events_append(change.job.id, change.events, seen=seen)
+    rows = events_append(change.job.id, change.events, seen=seen, job_set=change.job_set)
+    change.job_set = {}
     change.job.last_seq += len(rows)
 
 
@@ -282,6 +286,7 @@ def _insert_new_job(change: Change) -> None:
         )
     for row in (job, *change.tasks):  # saved now, as save() would leave them
         row._state.adding, row._state.db = False, connection.alias
+    change.job_set = {}  # the row was inserted with its attributes, these among them
     _send_on_commit(change)
     events_appended(job.id, change.events, last=count, owner_id=job.owner_id, now=change.now)
 
@@ -593,8 +598,10 @@ def _end(
         for task in open_tasks:
             change.task_status(task, TaskStatus.CANCELLED, **({"error": reason} if reason else {}))
         _forget_tasks(change)
-    Job.objects.filter(pk=job.id).update(status=status, error=reason[:4000], result=result, finished_at=change.now)
-    job.status = status
+    ended = {"status": status, "error": reason[:4000], "result": result, "finished_at": change.now}
+    for name, value in ended.items():
+        setattr(job, name, value)
+    change.job_set |= ended  # written with the job's events, by _commit
     change.job_status(status, **({"error": reason} if reason else {}))
     if not all_done:
         gates.reviews_close_for_job(job_id=job.id, reason=reason or f"the job {status}", exclude=keep_review)
