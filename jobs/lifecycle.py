@@ -82,7 +82,7 @@ from jobs.plans import (
     task_scheduling,
 )
 from jobs.reviews import gates
-from jobs.scheduling import admission_ask, dispatch_plan, task_message
+from jobs.scheduling import admission_ask, admit_with_success, dispatch_plan, task_message
 from jobs.spawn import spawn_validate
 
 logger = logging.getLogger(__name__)
@@ -838,11 +838,14 @@ def task_progress(*, task: Task, fraction: float, message: str = "") -> bool:
 
 @dataclass(frozen=True)
 class Succeeded:
-    """What task_succeed did: true when the output was committed. ``handoff`` is a
-    dependent it dispatched for the caller to run itself, not sent to Redis."""
+    """What task_succeed did: true when the output was committed. ``handoff`` is a task
+    for the caller to run itself, not sent to Redis: a dependent it dispatched, or one
+    it admitted (``admitted``: it looked for waiting work on the caller's queue, so the
+    worker has no admission of its own to make after this attempt)."""
 
     committed: bool
     handoff: TaskMessage | None = None
+    admitted: bool = False
 
     def __bool__(self) -> bool:
         return self.committed
@@ -857,7 +860,10 @@ def task_succeed(*, task: Task, output, spawn: list | None = None, handoff_queue
     it is handed back instead of sent (``Succeeded.handoff``), so the worker runs it next
     without a round trip through Redis (AGENTBUS_EAGER_HANDOFF; Temporal calls this eager
     execution). Its dispatch is committed like any other: if the worker dies before
-    claiming it, the reconciler sends it after AGENTBUS_REQUEUE_AFTER.
+    claiming it, the reconciler sends it after AGENTBUS_REQUEUE_AFTER. When none is, the
+    slot this success frees admits waiting work in the same transaction
+    (jobs.scheduling.admit_with_success), and the first task admitted to the queue is
+    handed back the same way.
 
     ``spawn`` holds follow-up tasks the agent returned, validated under the job's lock (so
     concurrent spawns respect max_tasks) and written with the output. An invalid spawn
@@ -894,7 +900,10 @@ def task_succeed(*, task: Task, output, spawn: list | None = None, handoff_queue
             if handoff is not None:
                 change.messages.remove(handoff)
         _commit(change)
-    return Succeeded(True, handoff)
+        if handoff is not None or not handoff_queue:
+            return Succeeded(True, handoff)
+        # Last, after every write of the job: the admission's lock is held to the commit.
+        return Succeeded(True, admit_with_success(handoff_queue), admitted=True)
 
 
 _SUCCEED_SQL = (

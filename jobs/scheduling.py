@@ -236,14 +236,33 @@ def admit_after_attempt(queue: str | None) -> TaskMessage | None:
     """A worker ended an attempt on ``queue``: a slot is free. If work waits there, admit
     it, and take the first task admitted to this queue to run next (when nothing waits
     on the RQ list ahead of it). One Redis read when nothing waits."""
-    if not settings.AGENTBUS_SCHEDULING or not queue:
-        return None
-    try:
-        if not redis_client().sismember(WAITING_KEY, queue):
-            return None
-    except RedisError:
+    if not _waits(queue):
         return None
     return tasks_admit({queue}, handoff_queue=queue)
+
+
+def admit_with_success(queue: str | None) -> TaskMessage | None:
+    """As admit_after_attempt, inside the transaction of the success that frees the slot
+    (jobs.lifecycle.task_succeed, after its own writes): the admission's statements ride
+    on that transaction's BEGIN and COMMIT instead of a transaction of their own, two
+    round trips less on every task a busy worker runs.
+
+    The advisory lock is then taken while the succeeding job's row is held: that is in
+    the lock order (the job, then the admission), and an admission never waits on a row
+    (SKIP LOCKED), so one that holds the advisory lock never waits on this job."""
+    if not _waits(queue):
+        return None
+    return _admit({queue}, handoff_queue=queue)
+
+
+def _waits(queue: str | None) -> bool:
+    """Whether the queue may have tasks waiting for a slot (this module's Redis hint)."""
+    if not settings.AGENTBUS_SCHEDULING or not queue:
+        return False
+    try:
+        return bool(redis_client().sismember(WAITING_KEY, queue))
+    except RedisError:
+        return False
 
 
 # --- admission ---------------------------------------------------------------------------
@@ -287,52 +306,57 @@ def tasks_admit(queues: Iterable[str] | None = None, *, handoff_queue: str | Non
     if not settings.AGENTBUS_SCHEDULING:
         return None
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMIT_LOCK])
-        now = timezone.now()  # after the wait for the lock: sent_at is when it was sent
-        names = list(queues) if queues is not None else _queues_waiting()
-        # Waiting counted up to one more than a queue can take now: enough to know
-        # whether its line empties.
-        workers = _workers(names)
-        counts = _queue_counts(names, cap=1 + max((_depth(workers[q]) for q in names), default=0))
-        waiting = {q: c for q, c in counts.items() if c[1]}
-        if not waiting:
-            _hint(names, waiting=False)
-            return None
-        capacity = _capacity(waiting)
-        picks: list[_Candidate] = []
-        reasons: dict = {}
-        wake: float | None = None
-        for queue, (in_flight, queued) in waiting.items():
-            room = _depth(capacity[queue][0]) - in_flight
-            if room <= 0:
-                continue
-            chosen, why, wait = _choose(queue, room, now)
-            picks += chosen
-            reasons.update(why)
-            if wait is not None:
-                wake = wait if wake is None else min(wake, wait)
-            waiting[queue] = [in_flight + len(chosen), queued - len(chosen)]
-        sent = _mark_sent(picks, now)
-        _mark_reasons(reasons)
-        messages = [TaskMessage(str(c.id), c.attempt, c.queue, c.timeout, str(c.job_id)) for c in picks if c.id in sent]
-        for candidate in picks:
-            spec = agent_get(candidate.agent)
-            if candidate.id not in sent and spec is not None:  # its job's transaction holds it: next round
-                with contextlib.suppress(RedisError):
-                    rate_release(spec, member=candidate.member)
-        handoff = None
-        if handoff_queue and not capacity.get(handoff_queue, (0, 0))[1]:
-            handoff = next((m for m in messages if m.queue == handoff_queue), None)
-            if handoff is not None:
-                messages.remove(handoff)
-        drained = [q for q, (_, queued) in waiting.items() if queued <= 0]
-        if messages:
-            transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
-        transaction.on_commit(lambda: _hint(drained, waiting=False), robust=True)
-        if wake is not None:
-            transaction.on_commit(lambda: orchestrator_wake(time.time() + wake), robust=True)
+        return _admit(queues, handoff_queue=handoff_queue)
+
+
+def _admit(queues: Iterable[str] | None, *, handoff_queue: str | None) -> TaskMessage | None:
+    """tasks_admit's work, in the caller's transaction (the advisory lock is held to its end)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMIT_LOCK])
+    now = timezone.now()  # after the wait for the lock: sent_at is when it was sent
+    names = list(queues) if queues is not None else _queues_waiting()
+    # Waiting counted up to one more than a queue can take now: enough to know
+    # whether its line empties.
+    workers = _workers(names)
+    counts = _queue_counts(names, cap=1 + max((_depth(workers[q]) for q in names), default=0))
+    waiting = {q: c for q, c in counts.items() if c[1]}
+    if not waiting:
+        _hint(names, waiting=False)
+        return None
+    capacity = _capacity(waiting)
+    picks: list[_Candidate] = []
+    reasons: dict = {}
+    wake: float | None = None
+    for queue, (in_flight, queued) in waiting.items():
+        room = _depth(capacity[queue][0]) - in_flight
+        if room <= 0:
+            continue
+        chosen, why, wait = _choose(queue, room, now)
+        picks += chosen
+        reasons.update(why)
+        if wait is not None:
+            wake = wait if wake is None else min(wake, wait)
+        waiting[queue] = [in_flight + len(chosen), queued - len(chosen)]
+    sent = _mark_sent(picks, now)
+    _mark_reasons(reasons)
+    messages = [TaskMessage(str(c.id), c.attempt, c.queue, c.timeout, str(c.job_id)) for c in picks if c.id in sent]
+    for candidate in picks:
+        spec = agent_get(candidate.agent)
+        if candidate.id not in sent and spec is not None:  # its job's transaction holds it: next round
+            with contextlib.suppress(RedisError):
+                rate_release(spec, member=candidate.member)
+    handoff = None
+    if handoff_queue and not capacity.get(handoff_queue, (0, 0))[1]:
+        handoff = next((m for m in messages if m.queue == handoff_queue), None)
+        if handoff is not None:
+            messages.remove(handoff)
+    drained = [q for q, (_, queued) in waiting.items() if queued <= 0]
+    if messages:
+        transaction.on_commit(lambda: tasks_enqueue(messages), robust=True)
+    transaction.on_commit(lambda: _hint(drained, waiting=False), robust=True)
+    if wake is not None:  # sent on commit by orchestrator_wake itself
+        orchestrator_wake(now + timedelta(seconds=wake))
     return handoff
 
 

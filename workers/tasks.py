@@ -25,9 +25,9 @@ from agents.registry import AgentSpec, NonRetryableError, agent_get
 from agents.runners import agent_run
 from core.logging import log_context
 from core.metrics import task_timed
-from core.queue import TIMEOUT_GRACE, TaskMessage, tasks_enqueue
+from core.queue import TIMEOUT_GRACE, tasks_enqueue
 from core.tracing import dispatch_traceparents, task_span
-from jobs.lifecycle import task_ask_human, task_claim, task_defer, task_fail_attempt, task_succeed
+from jobs.lifecycle import Succeeded, task_ask_human, task_claim, task_defer, task_fail_attempt, task_succeed
 from jobs.scheduling import admit_after_attempt
 from workers.context import AgentContext, HumanInputRequired
 from workers.services import task_status_now, task_upstream_outputs
@@ -43,7 +43,8 @@ def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> Non
     2. If its success made a dependent ready on this worker's queue, the lifecycle hands
        it back instead of sending it to Redis; otherwise, if tasks wait for this queue in
        PostgreSQL, the slot this attempt freed admits the next one by policy
-       (jobs.scheduling) and this worker takes it. Run it next here, in its own span,
+       (jobs.scheduling; a success does it in its own transaction) and this worker
+       takes it. Run it next here, in its own span,
        while the RQ job's time limit leaves room for its timeout.
     3. A task there is no room for is sent to its queue as usual.
     """
@@ -55,9 +56,11 @@ def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> Non
     worker = current.worker_name if current is not None and current.worker_name else "worker"
     queue = current.origin if current is not None else None
     started = time.monotonic()
-    handoff = attempt_run(task_id, attempt, worker=worker, queue=queue)
+    outcome = attempt_run(task_id, attempt, worker=worker, queue=queue)
     while True:
-        handoff = handoff or admit_after_attempt(queue)
+        handoff = outcome.handoff if outcome else None
+        if handoff is None and not (outcome and outcome.admitted):
+            handoff = admit_after_attempt(queue)
         if handoff is None:
             return
         room = (current.timeout or 0) - (time.monotonic() - started) - TIMEOUT_GRACE / 2
@@ -69,12 +72,12 @@ def task_run(task_id: str, attempt: int, signature: str, trace: str = "") -> Non
             task_span(handoff.task_id, handoff.attempt, traceparent),
             log_context(task_id=handoff.task_id, attempt=handoff.attempt),
         ):
-            handoff = attempt_run(handoff.task_id, handoff.attempt, worker=worker, queue=queue)
+            outcome = attempt_run(handoff.task_id, handoff.attempt, worker=worker, queue=queue)
 
 
-def attempt_run(task_id: str, attempt: int, *, worker: str, queue: str | None) -> TaskMessage | None:
-    """Claim and run one attempt and record its outcome; returns a dependent handed to
-    this worker by the success, if any."""
+def attempt_run(task_id: str, attempt: int, *, worker: str, queue: str | None) -> Succeeded | None:
+    """Claim and run one attempt and record its outcome; returns the success (with the
+    task it handed to this worker, if any), None for any other outcome."""
     task = task_claim(task_id=task_id, attempt=attempt, worker=worker)
     if task is None:
         logger.info("task %s attempt %s is no longer queued; message dropped", task_id, attempt)
@@ -100,8 +103,8 @@ def attempt_run(task_id: str, attempt: int, *, worker: str, queue: str | None) -
         stream_end(ctx)
 
 
-def attempt_settle(spec: AgentSpec, task, ctx: AgentContext, *, worker: str, queue: str | None) -> TaskMessage | None:
-    """Run the agent and record what came of it; returns a handed-over dependent."""
+def attempt_settle(spec: AgentSpec, task, ctx: AgentContext, *, worker: str, queue: str | None) -> Succeeded | None:
+    """Run the agent and record what came of it; returns the success, if it was one."""
     task_id, attempt = str(task.id), task.attempt
     try:
         with (
@@ -143,7 +146,7 @@ def attempt_settle(spec: AgentSpec, task, ctx: AgentContext, *, worker: str, que
         task_fail_attempt(task=task, error=f"the agent's output is not JSON: {exc}", retryable=False)
         return None
     try:
-        return task_succeed(task=task, output=output, spawn=ctx.spawned, handoff_queue=queue).handoff
+        return task_succeed(task=task, output=output, spawn=ctx.spawned, handoff_queue=queue)
     except NonRetryableError as exc:  # an invalid spawn, or one over the job's budget
         task_fail_attempt(task=task, error=str(exc), retryable=False)
     return None

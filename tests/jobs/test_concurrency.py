@@ -283,6 +283,53 @@ def test_admissions_racing_cancels_and_successes_never_deadlock_and_never_send_a
         Task.objects.filter(queue="unserved", status__in=["queued", "running", "pending"]).update(status="cancelled")
 
 
+def test_successes_that_admit_in_their_own_transaction_never_deadlock_with_each_other_or_cancels(settings):
+    """A worker's success admits waiting work before it commits (admit_with_success):
+    it takes the admission's lock while holding its job's row, so the order is the job,
+    then the admission lock, and an admission never waits for a job (its rows are taken
+    SKIP LOCKED). Two successes of one job, one of another job (each admitting) and a
+    cancel race each round. An admission that locked the jobs of what it admits deadlocks here
+    (it holds the admission lock and waits for a job whose success waits for that lock)."""
+    from core.redis import redis_client
+    from jobs.lifecycle import job_cancel
+
+    owner = make_user("admit-in-success")
+    handed_over = 0
+    for _ in range(ROUNDS):
+        settings.AGENTBUS_QUEUE_PREFETCH = 0  # submitted: one task in flight, the rest wait
+        jobs = [
+            job_submit(
+                owner=owner, spec={"plan": plan(*[{"key": f"t{i}", "agent": "unserved_echo"} for i in range(4)])}
+            )[0]
+            for _ in range(3)
+        ]
+        # Running as if their messages had come: two of the first job, one of the second.
+        first = Task.objects.filter(job=jobs[0]).order_by("key")[:2]
+        second = Task.objects.filter(job=jobs[1]).order_by("key")[:1]
+        running = [task_claim(task_id=str(t.id), attempt=1, worker="w") for t in [*first, *second]]
+        settings.AGENTBUS_QUEUE_PREFETCH = 8  # room for the successes to admit the waiting ones
+        # A worker takes a task admitted for it only when nothing is on its RQ list ahead.
+        redis_client().delete("rq:queue:unserved")
+        results = together(
+            *[
+                lambda task=task: task_succeed(task=task, output={"ok": 1}, handoff_queue="unserved")
+                for task in running
+            ],
+            lambda third=jobs[2]: job_cancel(job_id=third.id),
+        )
+        assert_no_crash(results)
+        assert all(results[i].committed for i in range(3))
+        handed = [results[i].handoff for i in range(3) if results[i].handoff is not None]
+        handed_over += len(handed)
+        for message in handed:  # admitted for the worker, never a task of the cancelled job
+            assert Task.objects.get(pk=message.task_id).status == "queued"
+            assert Task.objects.get(pk=message.task_id).job_id != jobs[2].id
+        for job in jobs:
+            assert_consistent(job.id)
+        Task.objects.filter(queue="unserved", status__in=["queued", "running", "pending"]).update(status="cancelled")
+    assert handed_over, "no success admitted anything: the race above did not take place"
+
+
 def test_an_admission_skips_a_task_whose_job_transaction_holds_it_and_sends_it_next_time():
     """Admission never waits on a job's transaction: a waiting task whose row another
     transaction holds is left for the next admission (SKIP LOCKED), which sends it."""
