@@ -9,14 +9,17 @@ Lock order, for every function here and every transaction that calls one:
 
 1. the job row (``SELECT ... FOR UPDATE``), always first;
 2. then its tasks (conditional UPDATEs: ``WHERE status = ... AND attempt = ...``);
-3. then its reviews.
+3. then its reviews;
+4. last, only in a worker's success: the admission lock (jobs.scheduling), for the
+   waiting work the success's slot admits before it commits.
 
 The job row lock serialises every writer of one job, so two transitions of the same job
 never interleave and cannot deadlock; the event log's sequence numbers are taken on the
 same row (jobs.events), after it. Two writes happen outside the lock, and neither
 changes a status or waits while it holds a row: a heartbeat (one row, one statement),
 and jobs.scheduling's admission of queued tasks, which marks them sent (``sent_at``,
-``wait_reason``) on rows it takes with SKIP LOCKED, in a transaction of its own.
+``wait_reason``) on rows it takes with SKIP LOCKED, in a transaction of its own or at
+the end of a success's (step 4): it never waits for a row, so never for a job.
 
 Every transition ends by *settling* the job (``_settle``), in the same transaction:
 

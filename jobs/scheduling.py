@@ -41,10 +41,11 @@ Who admits: the process that commits a dispatch, when the queue has room; a work
 after each attempt it ends, when its queue has work waiting (a Redis hint; then the
 worker runs the task it admits itself when the RQ list is empty, without the round trip
 through Redis); and the orchestrator, every pass, which also covers a lost hint.
-Admissions are serialised by one PostgreSQL advisory lock, taken in a transaction of
-its own that holds nothing else; the task rows it marks are taken with SKIP LOCKED, so
-it never waits on a job's transaction and cannot deadlock with one (jobs.lifecycle's
-lock order is the job, then its tasks).
+Admissions are serialised by one PostgreSQL advisory lock. It is taken in a transaction
+of its own, or, after a success, last in the success's transaction (admit_with_success:
+after the job's row, never before it); the task rows an admission marks are taken with
+SKIP LOCKED, so it never waits on a job's transaction and cannot deadlock with one
+(jobs.lifecycle's lock order is the job, then its tasks, then the admission lock).
 
 The fast path: a task with no concurrency key, of an agent without a rate limit, on a
 queue with nothing waiting and room in flight, is sent in the dispatching transaction
