@@ -182,7 +182,7 @@ class Stack:
         """Seconds of CPU used so far by each kind of process on this machine: the stack's,
         PostgreSQL's and Redis's (all of them: nothing else should run), and this one's."""
         return {
-            "web": process_cpu(self.procs[0].pid),
+            "web": sum(process_cpu(pid) for pid in [self.procs[0].pid, *children(self.procs[0].pid)]),
             "worker": sum(process_cpu(p.pid) for p in self.procs[2:]),
             "PostgreSQL": sum(process_cpu(pid) for pid in pids_named("postgres")),
             "Redis": sum(process_cpu(pid) for pid in pids_named("redis-server")),
@@ -208,6 +208,19 @@ def process_cpu(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (uvicorn's worker processes under its supervisor)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
 
 
 def pids_named(name: str) -> list[int]:
