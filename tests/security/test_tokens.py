@@ -46,6 +46,19 @@ def test_an_expired_token_no_longer_authenticates(alice):
     assert response.json()["error"] == "authentication_failed"
 
 
+def test_a_token_of_an_inactive_user_does_not_authenticate_even_if_it_was_left_behind(alice):
+    """A deactivation through save() revokes the tokens (below); one made by a bulk
+    update or straight in the database does not, and the check on each request still
+    refuses the user."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(pk=alice.user.pk).update(is_active=False)
+    assert ApiToken.objects.filter(user=alice.user).exists()
+    response = alice.get("/jobs")
+    assert response.status_code == 401
+    assert response.json()["error"] == "authentication_failed"
+
+
 def test_an_owner_revokes_their_own_token_and_anothers_is_a_404(alice, bob):
     bobs = ApiToken.objects.get(user=bob.user)
     assert alice.delete(f"/auth/tokens/{bobs.id}").status_code == 404
