@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
@@ -13,6 +15,7 @@ from accounts.models import ApiToken, token_digest
 KEYWORDS = (b"token", b"bearer")
 
 
+@cache  # built once per process: it runs on every request
 def _user_sql() -> str:
     user = get_user_model()
     columns = ", ".join(f"u.{connection.ops.quote_name(f.column)}" for f in user._meta.concrete_fields)

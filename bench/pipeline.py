@@ -212,26 +212,23 @@ def process_cpu(pid: int) -> float:
 
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (uvicorn's worker processes under its supervisor)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return found
+    return _pids_where("stat", lambda stat: int(stat.rsplit(")", 1)[1].split()[1]) == pid)
 
 
 def pids_named(name: str) -> list[int]:
     """Processes whose command name is ``name`` (as /proc/<pid>/comm has it)."""
+    return _pids_where("comm", lambda comm: comm.strip() == name)
+
+
+def _pids_where(field: str, match) -> list[int]:
+    """Processes whose /proc/<pid>/<field> text ``match`` accepts (gone ones skipped)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == name:
+                if match((entry / field).read_text()):
                     pids.append(int(entry.name))
-            except OSError:
+            except (OSError, ValueError):
                 continue
     return pids
 
